@@ -1,0 +1,1 @@
+"""voxlane: realtime voice agents whose sessions always end on time."""

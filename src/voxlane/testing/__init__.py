@@ -1,0 +1,1 @@
+"""voxlane.testing."""
