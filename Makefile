@@ -1,0 +1,41 @@
+# voxlane — every target sets itself up: venv, pip install, Debian packages when missing.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.voxlane-installed
+OUT    ?= out/demo
+APT_PACKAGES ?=
+
+.PHONY: setup test lint typecheck unit demo bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	@[ -z "$(APT_PACKAGES)" ] || scripts/ensure-apt.sh $(APT_PACKAGES)
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+setup: $(STAMP)
+
+lint: setup
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src
+
+typecheck: setup
+	$(BIN)/mypy --strict src
+
+unit: setup
+	$(BIN)/pytest -q
+
+test: lint typecheck unit
+
+demo: setup
+	$(BIN)/voxlane demo --out $(OUT)
+
+bench: setup
+	$(BIN)/python bench/close_latency.py
+	$(BIN)/python bench/session_overhead.py
+
+clean:
+	rm -rf $(VENV) out .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,148 @@
+"""Bounded release of resources (STYLE §4-§5, DESIGN I2).
+
+:func:`bounded_aclose` runs one resource's ``aclose()`` under a deadline; if it raises or
+does not return in time, the resource's sync ``abort()`` (when it has one) releases it hard.
+:class:`ResourceStack` registers resources at acquisition and closes them in reverse order,
+each step isolated and given a fair share of the remaining time, so one failing or hanging
+step never skips the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from voxlane.aio.clock import DEFAULT_CLOCK, Clock
+from voxlane.aio.tasks import AbandonedTask, abandon
+
+Outcome = Literal["ok", "timeout", "error", "aborted"]
+
+
+@runtime_checkable
+class AsyncResource(Protocol):
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class Abortable(Protocol):
+    def abort(self) -> None:
+        """Release at once, without any graceful exchange. Never blocks, never raises."""
+        ...
+
+
+@dataclass
+class StepReport:
+    """One teardown step: what, how long, how it ended."""
+
+    name: str
+    duration_ms: float
+    outcome: Outcome
+    error: str | None = None
+    abandoned: list[AbandonedTask] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "name": self.name,
+            "duration_ms": round(self.duration_ms, 3),
+            "outcome": self.outcome,
+        }
+        if self.error:
+            d["error"] = self.error
+        return d
+
+
+def _safe_abort(resource: object) -> bool:
+    if isinstance(resource, Abortable):
+        try:
+            resource.abort()
+        except Exception:  # abort must not raise; if it does, the step is still reported
+            return False
+        return True
+    return False
+
+
+async def run_step(
+    name: str,
+    action: Callable[[], Awaitable[None]],
+    deadline: float,
+    *,
+    on_expiry: Callable[[], bool] | None = None,
+    clock: Clock = DEFAULT_CLOCK,
+) -> StepReport:
+    """Run ``action`` until ``deadline``; never waits longer, whatever ``action`` does.
+
+    On expiry the action's task is cancelled and abandoned, then ``on_expiry`` (a hard
+    release, returning True if it released) runs: outcome ``aborted``, else ``timeout``.
+    On error ``on_expiry`` runs too (an error means "not graceful", never "still open").
+    """
+    start = clock.now()
+    task: asyncio.Task[None] = asyncio.ensure_future(action())
+    task.set_name(f"step/{name}")
+    try:
+        done, _ = await asyncio.wait({task}, timeout=max(0.0, deadline - start))
+    except asyncio.CancelledError:
+        task.cancel()
+        if on_expiry is not None:
+            on_expiry()
+        raise
+    elapsed = (clock.now() - start) * 1000
+    if task in done:
+        exc = task.exception()
+        if exc is None:
+            return StepReport(name, elapsed, "ok")
+        if on_expiry is not None:
+            on_expiry()
+        return StepReport(name, elapsed, "error", f"{type(exc).__name__}: {exc}")
+    task.cancel()
+    released = on_expiry() if on_expiry is not None else False
+    # One loop turn for a well-behaved task to unwind; a stubborn one is abandoned.
+    await asyncio.sleep(0)
+    stuck = abandon([task])
+    return StepReport(
+        name,
+        (clock.now() - start) * 1000,
+        "aborted" if released else "timeout",
+        "did not finish before its deadline",
+        stuck,
+    )
+
+
+async def bounded_aclose(
+    name: str, resource: AsyncResource, deadline: float, *, clock: Clock = DEFAULT_CLOCK
+) -> StepReport:
+    """``resource.aclose()`` under ``deadline``; ``abort()`` it if that fails or hangs."""
+    return await run_step(
+        name, resource.aclose, deadline, on_expiry=lambda: _safe_abort(resource), clock=clock
+    )
+
+
+class ResourceStack:
+    """Resources registered at acquisition, closed in reverse order with bounded steps.
+
+    ``push`` when a resource is acquired; ``discard`` when its user closed it normally.
+    The owner's teardown ``take_all()``s and closes each with :func:`bounded_aclose`.
+    """
+
+    def __init__(self) -> None:
+        self._items: list[tuple[str, AsyncResource]] = []
+
+    def push(self, name: str, resource: AsyncResource) -> None:
+        self._items.append((name, resource))
+
+    def discard(self, resource: AsyncResource) -> None:
+        self._items = [(n, r) for n, r in self._items if r is not resource]
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def take_all(self) -> list[tuple[str, AsyncResource]]:
+        """Unregister and return everything, newest first (the order to close it in)."""
+        items, self._items = self._items, []
+        return list(reversed(items))
+
+    def abort_all(self) -> None:
+        """Last resort: hard-release whatever is still registered. Never blocks."""
+        for _, resource in self.take_all():
+            _safe_abort(resource)

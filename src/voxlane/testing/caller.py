@@ -1,0 +1,51 @@
+"""A scripted caller for a ``LocalRoom``: speaks (tone audio the fakes recognize), pauses,
+hangs up — on the loop clock, so it runs on virtual time in tests."""
+
+from __future__ import annotations
+
+from voxlane.media import AudioFrame, split_frames
+from voxlane.testing.fakes import FakeSTT
+from voxlane.transports.base import DisconnectReason
+from voxlane.transports.local import LocalParticipant, LocalRoom
+
+
+class ScriptedCaller:
+    def __init__(
+        self,
+        room: LocalRoom,
+        *,
+        stt: FakeSTT | None = None,
+        identity: str = "caller",
+        words_per_second: float = 3.0,
+    ) -> None:
+        self.room = room
+        self.stt = stt
+        self.participant: LocalParticipant = room.join(identity)
+        self.words_per_second = words_per_second
+
+    def frames_for(self, text: str) -> list[AudioFrame]:
+        seconds = max(0.3, len(text.split()) / self.words_per_second)
+        return split_frames(AudioFrame.tone(seconds, self.room.sample_rate, freq=220.0))
+
+    async def say(self, text: str, *, trailing_silence: float = 0.0) -> None:
+        """Speak ``text`` (the fake STT will recognize it), then stay silent a while."""
+        if self.stt is not None:
+            self.stt.expect(text)
+        await self.participant.stream_audio(self.frames_for(text))
+        if trailing_silence:
+            await self.silence(trailing_silence)
+
+    async def say_partially(self, text: str, fraction: float) -> None:
+        """Start saying ``text`` and stop after ``fraction`` of it (e.g. to hang up mid-word)."""
+        if self.stt is not None:
+            self.stt.expect(text)
+        frames = self.frames_for(text)
+        await self.participant.stream_audio(frames[: max(1, int(len(frames) * fraction))])
+
+    async def silence(self, seconds: float) -> None:
+        await self.participant.stream_audio(
+            split_frames(AudioFrame.silence(seconds, self.room.sample_rate))
+        )
+
+    def hang_up(self, reason: DisconnectReason = DisconnectReason.HANGUP) -> None:
+        self.participant.leave(reason)

@@ -1,0 +1,72 @@
+"""voxlane's pytest plugin (registered as the ``voxlane`` pytest11 entry point).
+
+* ``async def`` tests run on a fresh :class:`VirtualTimeLoop` (virtual time) — or on a real
+  loop with ``@pytest.mark.real_time``. After the test body, stuck adversarial helpers are
+  released so the loop can close.
+* The ``leak_check`` fixture fails a test that leaves provider connections open (resource
+  ledger) or, for async tests, tasks alive on its loop after the test body returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from voxlane.aio.ledger import LEDGER
+from voxlane.testing.adversarial import release_all
+from voxlane.testing.virtual_time import VirtualTimeLoop
+
+_LEAK_KEY = pytest.StashKey[list[str]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "real_time: run this async test on a real event loop")
+
+
+async def _run_test(coro: Any, leaks: list[str] | None) -> None:
+    try:
+        await coro
+        if leaks is not None:
+            current = asyncio.current_task()
+            alive = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+            if alive:
+                leaks.extend(f"task left alive: {t.get_name()}" for t in alive)
+    finally:
+        release_all()
+        for _ in range(3):
+            await asyncio.sleep(0)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    if not inspect.iscoroutinefunction(pyfuncitem.obj):
+        return None
+    argnames = pyfuncitem._fixtureinfo.argnames
+    kwargs = {name: pyfuncitem.funcargs[name] for name in argnames}
+    real = pyfuncitem.get_closest_marker("real_time") is not None
+    leaks = pyfuncitem.stash.get(_LEAK_KEY, None)
+    with asyncio.Runner(loop_factory=None if real else VirtualTimeLoop) as runner:
+        runner.run(_run_test(pyfuncitem.obj(**kwargs), leaks))
+    return True
+
+
+@pytest.fixture
+def leak_check(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail the test if it leaves provider connections open or tasks alive."""
+    before = LEDGER.count_open()
+    leaks: list[str] = []
+    request.node.stash[_LEAK_KEY] = leaks
+    yield
+    opened = LEDGER.open_entries()
+    if len(opened) > before:
+        leaks.extend(
+            f"connection left open: {e.kind} {e.label} (session {e.session_id})" for e in opened
+        )
+        for e in opened:
+            e.release()  # do not let one leak fail every later test
+    if leaks:
+        pytest.fail("leak check failed:\n  " + "\n  ".join(leaks), pytrace=False)

@@ -1,0 +1,116 @@
+"""The teardown report (DESIGN I7) and the one-JSON-object session report (DESIGN §8)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from voxlane.aio.closing import StepReport
+from voxlane.aio.tasks import AbandonedTask
+from voxlane.chat import ChatMessage
+from voxlane.core.states import CloseReason
+
+
+@dataclass
+class TeardownReport:
+    """How one close went: every step, every escalation, what was abandoned, what is open."""
+
+    reason: CloseReason
+    error: str | None = None
+    duration_ms: float = 0.0
+    steps: list[StepReport] = field(default_factory=list)
+    escalations: list[str] = field(default_factory=list)
+    abandoned: list[AbandonedTask] = field(default_factory=list)
+    listener_errors: list[str] = field(default_factory=list)
+    open_connections_after: int = 0
+
+    def add_step(self, step: StepReport) -> None:
+        self.steps.append(step)
+        self.abandoned.extend(step.abandoned)
+        if step.outcome in ("timeout", "aborted"):
+            self.escalations.append(f"{step.name}: {step.outcome}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``close`` object of the DESIGN §8 session report."""
+        return {
+            "reason": self.reason.value,
+            "error": self.error,
+            "duration_ms": round(self.duration_ms, 3),
+            "steps": [s.to_dict() for s in self.steps],
+            "escalations": list(self.escalations),
+            "abandoned": [a.to_dict() for a in self.abandoned],
+            "listener_errors": list(self.listener_errors),
+            "open_connections_after": self.open_connections_after,
+        }
+
+    def summary(self) -> str:
+        lines = [
+            f"close: {self.reason.value} in {self.duration_ms:.1f} ms"
+            + (f" (error: {self.error})" if self.error else ""),
+        ]
+        for s in self.steps:
+            lines.append(f"  {s.name:<28} {s.duration_ms:8.1f} ms  {s.outcome}")
+        for a in self.abandoned:
+            where = a.stack[-1] if a.stack else "?"
+            lines.append(f"  abandoned {a.name} at {where}")
+        lines.append(f"  open connections after close: {self.open_connections_after}")
+        return "\n".join(lines)
+
+
+@dataclass
+class Usage:
+    stt_audio_s: float = 0.0
+    tts_chars: int = 0
+    llm_turns: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "stt_audio_s": round(self.stt_audio_s, 3),
+            "tts_chars": self.tts_chars,
+            "llm_turns": self.llm_turns,
+        }
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat()
+
+
+def session_report(
+    *,
+    session_id: str,
+    started_at: float,
+    ended_at: float,
+    teardown: TeardownReport,
+    history: list[ChatMessage],
+    usage: Usage,
+) -> dict[str, Any]:
+    """The DESIGN §8 object. ``started_at``/``ended_at`` are wall-clock labels (epoch s)."""
+    return {
+        "session_id": session_id,
+        "started_at": iso(started_at),
+        "ended_at": iso(ended_at),
+        "close": teardown.to_dict(),
+        "history": [m.to_report() for m in history if m.role != "system"],
+        "usage": usage.to_dict(),
+    }
+
+
+def write_json_durably(path: Path, obj: dict[str, Any]) -> None:
+    """Write, fsync, atomically rename: a reader sees the old file or the whole new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,55 @@
+"""What an agent's activity needs from its session: a narrow protocol, not the session's
+internals (STYLE: collaborators talk through public methods or protocols)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+from voxlane.aio.clock import Clock
+from voxlane.chat import ChatMessage
+from voxlane.providers.llm import LLM
+from voxlane.providers.tts import TTS
+from voxlane.voice.events import AgentState, EventName
+from voxlane.voice.io import AudioOutput
+from voxlane.voice.report import Usage
+
+if TYPE_CHECKING:
+    from voxlane.voice.agent import Agent
+    from voxlane.voice.session import AgentSession
+
+
+class SessionServices(Protocol):
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def llm(self) -> LLM | None: ...
+
+    @property
+    def tts(self) -> TTS | None: ...
+
+    @property
+    def audio_output(self) -> AudioOutput | None: ...
+
+    @property
+    def usage(self) -> Usage: ...
+
+    @property
+    def max_tool_steps(self) -> int: ...
+
+    @property
+    def history(self) -> list[ChatMessage]: ...
+
+    def as_session(self) -> AgentSession: ...
+
+    def add_to_history(self, message: ChatMessage) -> ChatMessage: ...
+
+    def session_time(self) -> float: ...
+
+    def emit(self, event: EventName, payload: object) -> list[BaseException]: ...
+
+    def set_agent_state(self, state: AgentState) -> None: ...
+
+    def request_handoff(self, agent: Agent) -> None: ...
+
+    def report_error(self, error: BaseException, source: str, *, fatal: bool) -> None: ...
