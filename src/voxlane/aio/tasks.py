@@ -11,6 +11,9 @@ reported with its stack.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import gc
+import inspect
 import logging
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
@@ -55,6 +58,10 @@ def describe_stack(task: asyncio.Task[Any], limit: int = 30) -> list[str]:
         lines.append(f"{code.co_filename}:{frame.f_lineno} in {code.co_name}")
         nxt = getattr(obj, "cr_await", None) or getattr(obj, "ag_await", None)
         obj = nxt or getattr(obj, "gi_yieldfrom", None)
+        if type(obj).__name__ in ("async_generator_asend", "async_generator_athrow"):
+            # ``async for`` over an async generator awaits an asend object, which exposes
+            # no frame; its only referent is the generator, whose frame we want.
+            obj = next((r for r in gc.get_referents(obj) if inspect.isasyncgen(r)), None)
         if isinstance(obj, asyncio.Future) and not isinstance(obj, asyncio.Task):
             lines.append(f"awaiting {obj!r}"[:200])
             break
@@ -123,6 +130,8 @@ async def join(task: asyncio.Task[T]) -> T:
 class TaskOwner:
     """Owns the tasks it spawns: errors reach ``on_error``, shutdown is bounded.
 
+    ``context``: the ``contextvars.Context`` tasks are spawned in (a copy per task).
+
     ``spawn`` after ``shutdown`` has begun raises ``ClosedError`` (the coroutine is closed).
     """
 
@@ -132,10 +141,12 @@ class TaskOwner:
         *,
         on_error: Callable[[asyncio.Task[Any], BaseException], None] | None = None,
         clock: Clock = DEFAULT_CLOCK,
+        context: contextvars.Context | None = None,
     ) -> None:
         self.name = name
         self._on_error = on_error
         self._clock = clock
+        self._context = context
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
 
@@ -143,7 +154,10 @@ class TaskOwner:
         if self._closed:
             coro.close()
             raise ClosedError(f"{self.name}: cannot spawn {name!r}, owner is shutting down")
-        task = asyncio.get_running_loop().create_task(coro, name=f"{self.name}/{name}")
+        # Tasks run in a copy of the owner's context (e.g. the session id for the ledger),
+        # not the caller's: a task spawned on behalf of user code still belongs to its owner.
+        ctx = self._context.copy() if self._context is not None else None
+        task = asyncio.get_running_loop().create_task(coro, name=f"{self.name}/{name}", context=ctx)
         self._tasks.add(task)
         task.add_done_callback(self._on_done)
         return task

@@ -2,7 +2,7 @@
 
 * ``async def`` tests run on a fresh :class:`VirtualTimeLoop` (virtual time) — or on a real
   loop with ``@pytest.mark.real_time``. After the test body, stuck adversarial helpers are
-  released so the loop can close.
+  released so the loop can close (``asyncio.Runner`` would otherwise wait for them forever).
 * The ``leak_check`` fixture fails a test that leaves provider connections open (resource
   ledger) or, for async tests, tasks alive on its loop after the test body returned.
 """
@@ -27,18 +27,25 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "real_time: run this async test on a real event loop")
 
 
+def _alive() -> list[asyncio.Task[Any]]:
+    current = asyncio.current_task()
+    return [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+
+
 async def _run_test(coro: Any, leaks: list[str] | None) -> None:
+    """Run the test body; then release stuck adversarial helpers (their tasks were reported
+    by whoever abandoned them) and give everything a few loop turns to finish. A task still
+    alive after that is a leak."""
     try:
         await coro
-        if leaks is not None:
-            current = asyncio.current_task()
-            alive = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
-            if alive:
-                leaks.extend(f"task left alive: {t.get_name()}" for t in alive)
     finally:
         release_all()
-        for _ in range(3):
+        for _ in range(10):
+            if not _alive():
+                break
             await asyncio.sleep(0)
+    if leaks is not None:
+        leaks.extend(f"task left alive: {t.get_name()}" for t in _alive())
 
 
 @pytest.hookimpl(tryfirst=True)

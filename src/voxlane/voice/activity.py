@@ -53,7 +53,10 @@ class AgentActivity:
         self._svc = services
         self._clock = services.clock
         self._owner = TaskOwner(
-            f"agent:{type(agent).__name__}", on_error=self._on_task_error, clock=self._clock
+            f"agent:{type(agent).__name__}",
+            on_error=self._on_task_error,
+            clock=self._clock,
+            context=services.task_context,
         )
         self.streams = ResourceStack()
         self._queue = SpeechQueue(paused=True)  # resumed by start()

@@ -3,6 +3,7 @@ internals (STYLE: collaborators talk through public methods or protocols)."""
 
 from __future__ import annotations
 
+import contextvars
 from typing import TYPE_CHECKING, Protocol
 
 from voxlane.aio.clock import Clock
@@ -41,6 +42,9 @@ class SessionServices(Protocol):
     def history(self) -> list[ChatMessage]: ...
 
     def as_session(self) -> AgentSession: ...
+
+    @property
+    def task_context(self) -> contextvars.Context: ...
 
     def add_to_history(self, message: ChatMessage) -> ChatMessage: ...
 

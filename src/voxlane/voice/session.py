@@ -90,7 +90,10 @@ class AgentSession(EventEmitter):
         self._context = contextvars.copy_context()
         self._context.run(current_session_id.set, self.id)
         self._owner = TaskOwner(
-            f"session:{self.id}", on_error=self._on_task_error, clock=self._clock
+            f"session:{self.id}",
+            on_error=self._on_task_error,
+            clock=self._clock,
+            context=self._context,
         )
         self._streams = ResourceStack()
         self._history: list[ChatMessage] = []
@@ -310,6 +313,11 @@ class AgentSession(EventEmitter):
     def as_session(self) -> AgentSession:
         return self
 
+    @property
+    def task_context(self) -> contextvars.Context:
+        """The context session tasks run in (carries the session id for the ledger)."""
+        return self._context
+
     def session_time(self) -> float:
         return self._clock.now() - self._t0
 
@@ -394,7 +402,7 @@ class AgentSession(EventEmitter):
             self._force_close.set()
         loop = asyncio.get_running_loop()
         self._closing = loop.create_task(
-            self._run_close(), name=f"session:{self.id}/close", context=self._context
+            self._run_close(), name=f"session:{self.id}/close", context=self._context.copy()
         )
         return self._closing
 

@@ -1,0 +1,50 @@
+import pytest
+
+from voxlane.core.close_plan import CloseBudget, ClosePlan, DrainPlan
+
+
+@pytest.mark.parametrize(
+    ("timeout", "share", "reserve"),
+    [(4.0, 0.5, 0.05), (1.0, 0.25, 0.0), (10.0, 0.9, 0.5), (0.2, 0.5, 0.01)],
+)
+def test_deadlines_are_ordered_and_within_budget(
+    timeout: float, share: float, reserve: float
+) -> None:
+    b = CloseBudget(close_timeout=timeout, settle_share=share, emit_reserve=reserve)
+    p = ClosePlan.start(100.0, b)
+    assert 100.0 < p.settle_deadline < p.teardown_deadline <= p.hard_deadline
+    assert p.hard_deadline == pytest.approx(100.0 + timeout)
+    assert p.teardown_deadline == pytest.approx(100.0 + timeout - reserve)
+
+
+def test_step_deadline_is_a_fair_share_of_what_is_left() -> None:
+    p = ClosePlan.start(0.0, CloseBudget(close_timeout=4.0, settle_share=0.5, emit_reserve=0.0))
+    # At t=2 (after settle), 2 s left for 4 steps: each gets 0.5 s at most.
+    assert p.step_deadline(2.0, 4) == pytest.approx(2.5)
+    # A step that used nothing leaves its time to the rest.
+    assert p.step_deadline(2.0, 1) == pytest.approx(4.0)
+    # Past the deadline nothing is left, never negative time.
+    assert p.step_deadline(5.0, 3) == 5.0
+    assert p.remaining(5.0) == 0.0
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"close_timeout": 0},
+        {"close_timeout": -1},
+        {"settle_share": 0},
+        {"settle_share": 1},
+        {"emit_reserve": 5.0},
+    ],
+)
+def test_invalid_budgets_are_refused(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        CloseBudget(**kwargs)
+
+
+def test_drain_plan() -> None:
+    d = DrainPlan.start(10.0, 3.0)
+    assert not d.expired(12.9) and d.expired(13.0)
+    with pytest.raises(ValueError):
+        DrainPlan.start(0.0, 0.0)
