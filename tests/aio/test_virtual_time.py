@@ -19,7 +19,7 @@ async def test_wait_timeout_follows_virtual_time() -> None:
     loop = asyncio.get_running_loop()
     fut: asyncio.Future[None] = loop.create_future()
     start = loop.time()
-    done, pending = await asyncio.wait({fut}, timeout=12.5)
+    done, _ = await asyncio.wait({fut}, timeout=12.5)
     assert not done and loop.time() - start == pytest.approx(12.5)
     fut.cancel()
 

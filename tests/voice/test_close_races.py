@@ -23,8 +23,11 @@ BUDGET = 4.0
 
 
 async def test_racing_entry_points_make_one_close() -> None:
-    h = await start_harness(ScriptAgent(tool_body=lambda ctx: swallow_cancellation_forever()),
-                            replies=[FakeReply(tool_calls=[("act", {})])], close_timeout=BUDGET)
+    h = await start_harness(
+        ScriptAgent(tool_body=lambda ctx: swallow_cancellation_forever()),
+        replies=[FakeReply(tool_calls=[("act", {})])],
+        close_timeout=BUDGET,
+    )
     await h.caller.say("go", trailing_silence=2.0)
     start = h.now
     waiters = [asyncio.ensure_future(h.session.aclose()) for _ in range(3)]

@@ -95,7 +95,7 @@ async def test_barge_in_interrupts_the_agent_and_history_says_so() -> None:
     output = h.room.audio_output
     played_before = output.frames_played  # type: ignore[attr-defined]
     await h.caller.say("wait", trailing_silence=3.0)
-    first = [m for m in h.session.history if m.role == "assistant"][0]
+    first = next(m for m in h.session.history if m.role == "assistant")
     assert first.interrupted
     # Agent audio stopped: far fewer frames than the whole reply (50 ms per char).
     assert output.frames_played - played_before < len(long_reply) * 0.05 / 0.02  # type: ignore[attr-defined]

@@ -36,7 +36,9 @@ async def test_silent_caller_close_waits_for_nothing() -> None:
 
 
 async def test_hangup_while_agent_speaks_marks_reply_interrupted() -> None:
-    h = await start_harness(ScriptAgent(greeting="Welcome to the clinic, how can I help you today?"))
+    h = await start_harness(
+        ScriptAgent(greeting="Welcome to the clinic, how can I help you today?")
+    )
     await asyncio.sleep(0.5)
     h.caller.hang_up()
     event = await h.session.wait_closed()

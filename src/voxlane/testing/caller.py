@@ -3,6 +3,8 @@ hangs up — on the loop clock, so it runs on virtual time in tests."""
 
 from __future__ import annotations
 
+import asyncio
+
 from voxlane.media import AudioFrame, split_frames
 from voxlane.testing.fakes import FakeSTT
 from voxlane.transports.base import DisconnectReason
@@ -46,6 +48,19 @@ class ScriptedCaller:
         await self.participant.stream_audio(
             split_frames(AudioFrame.silence(seconds, self.room.sample_rate))
         )
+
+    async def silence_until(self, event: asyncio.Event, timeout: float) -> bool:
+        """Keep the line open (silence frames, like a real phone line) until ``event`` is set
+        or ``timeout`` passes. Returns whether the event was set."""
+        clock = self.room.clock
+        deadline = clock.now() + timeout
+        frame = AudioFrame.silence(0.02, self.room.sample_rate)
+        t = clock.now()
+        while not event.is_set() and clock.now() < deadline and self.participant.connected:
+            self.participant.push_frame(frame)
+            t += frame.duration
+            await clock.sleep_until(t)
+        return event.is_set()
 
     def hang_up(self, reason: DisconnectReason = DisconnectReason.HANGUP) -> None:
         self.participant.leave(reason)

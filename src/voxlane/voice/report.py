@@ -110,6 +110,7 @@ def write_json_durably(path: Path, obj: dict[str, Any]) -> None:
             f.write("\n")
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; reports are meant to be read by tools
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -115,6 +115,7 @@ class AgentSession(EventEmitter):
         self._close_reason: CloseReason | None = None
         self._close_error: BaseException | None = None
         self._force_close = asyncio.Event()
+        self._close_requested = asyncio.Event()
         self.close_event: CloseEvent | None = None
 
     # -- read-only state -------------------------------------------------------------------
@@ -384,8 +385,8 @@ class AgentSession(EventEmitter):
         """Wait until the session has closed (however it was asked to)."""
         if self.close_event is not None:
             return self.close_event
-        while self._closing is None:
-            await asyncio.sleep(0.05)
+        await self._close_requested.wait()
+        assert self._closing is not None
         return await asyncio.shield(self._closing)
 
     def _request_close(
@@ -404,6 +405,7 @@ class AgentSession(EventEmitter):
         self._closing = loop.create_task(
             self._run_close(), name=f"session:{self.id}/close", context=self._context.copy()
         )
+        self._close_requested.set()
         return self._closing
 
     async def _run_close(self) -> CloseEvent:
