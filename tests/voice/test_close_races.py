@@ -149,3 +149,13 @@ async def test_close_during_a_tool_that_triggers_a_handoff() -> None:
     assert h.now - start <= BUDGET + 1e-6
     assert h.open_connections() == 0
     assert any("tool:act" in a.name for a in event.report.abandoned)
+
+
+async def test_provider_whose_aclose_raises_is_still_released() -> None:
+    from voxlane.testing import RaisingCloseSTT
+
+    h = await start_harness(ScriptAgent(greeting=None), stt=RaisingCloseSTT())
+    event = await h.session.aclose()
+    step = next(s for s in event.report.steps if s.name == "close fake-stt")
+    assert step.outcome == "error" and "on purpose" in (step.error or "")
+    assert h.open_connections() == 0 and event.report.open_connections_after == 0

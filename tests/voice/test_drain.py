@@ -74,3 +74,17 @@ async def test_handoff_drains_the_old_agent_first() -> None:
     assert texts[0] == "Let me transfer you to my colleague now."
     assert set(texts[1:]) == {"Hi, I am the colleague.", "Queued for the new agent."}
     await h.session.aclose()
+
+
+async def test_a_stuck_on_exit_during_handoff_is_reported_at_close() -> None:
+    from voxlane.testing import swallow_cancellation_forever
+
+    first = ScriptAgent(greeting=None, on_exit_body=swallow_cancellation_forever)
+    h = await start_harness(first, drain_timeout=1.0, close_timeout=4.0)
+    second = ScriptAgent(greeting="Hello from the second agent.")
+    h.session.update_agent(second)
+    await asyncio.sleep(8.0)  # drain times out (1 s), old agent closed (≤ 4 s), new one starts
+    assert second.entered == 1
+    event = await h.session.aclose()
+    assert any(a.name.endswith("on_exit") for a in event.report.abandoned)
+    assert any("handoff" in e for e in event.report.escalations)

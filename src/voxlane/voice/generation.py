@@ -127,8 +127,7 @@ class SpeechGenerator:
     async def reply(self, handle: SpeechHandle, *, instructions: str | None = None) -> None:
         """LLM → (speak text, run tools) → LLM …, at most ``max_tool_steps`` LLM rounds."""
         llm = self._svc.llm
-        if llm is None:
-            raise ToolError("generate_reply needs an LLM; the session has none")
+        assert llm is not None  # generate_reply refuses to schedule without one
         specs = [t.spec for t in self._tools.values()]
         for _ in range(self._svc.max_tool_steps):
             self._svc.set_agent_state(AgentState.THINKING)

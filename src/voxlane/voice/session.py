@@ -25,7 +25,7 @@ from voxlane.chat import ChatMessage
 from voxlane.core.close_plan import CloseBudget, ClosePlan, DrainPlan
 from voxlane.core.states import CloseReason, SessionEvent, SessionState, session_machine
 from voxlane.core.turns import UserState
-from voxlane.errors import SessionClosedError
+from voxlane.errors import SessionClosedError, VoxlaneError
 from voxlane.providers.llm import LLM
 from voxlane.providers.stt import STT
 from voxlane.providers.tts import TTS
@@ -102,6 +102,7 @@ class AgentSession(EventEmitter):
         self._user_state = UserState.LISTENING
         self._activity: AgentActivity | None = None
         self._retiring: list[AgentActivity] = []
+        self._handoff_reports: list[TeardownReport] = []
         self._handoff_task: asyncio.Task[None] | None = None
         self._link_task: asyncio.Task[None] | None = None
         self._input: UserInput | None = None
@@ -259,6 +260,8 @@ class AgentSession(EventEmitter):
     ) -> SpeechHandle:
         """Ask the LLM for a reply (running tools as it asks), spoken as it streams."""
         activity = self._running_activity()
+        if self._llm is None:
+            raise VoxlaneError("generate_reply needs an LLM: pass llm= to AgentSession")
         if user_input:
             self.add_to_history(ChatMessage("user", user_input, at_s=self.session_time()))
         handle = SpeechHandle(allow_interruptions=self._interruptible(allow_interruptions))
@@ -302,10 +305,14 @@ class AgentSession(EventEmitter):
         if not drained:
             log.warning("session %s: handoff drain timed out, interrupting", self.id)
         plan = ClosePlan.start(self._clock.now(), self._budget)
-        abandoned = await old.close(plan.settle_deadline)
-        await self._teardown([old.streams], plan, TeardownReport(CloseReason.USER_INITIATED))
-        if abandoned:
-            log.warning("session %s: handoff abandoned %d task(s)", self.id, len(abandoned))
+        report = TeardownReport(CloseReason.USER_INITIATED)
+        report.abandoned.extend(await old.close(plan.settle_deadline))
+        if not drained:
+            report.escalations.append("handoff: drain timed out, old agent interrupted")
+        await self._teardown([old.streams], plan, report)
+        if report.abandoned:
+            log.warning("session %s: handoff abandoned %d task(s)", self.id, len(report.abandoned))
+        self._handoff_reports.append(report)  # merged into the session's close report
         self._retiring.remove(old)
         if self._activity is not None and self.state is SessionState.RUNNING:
             self._activity.start()
@@ -431,6 +438,9 @@ class AgentSession(EventEmitter):
             # Safety net: anything not released above is hard-released now (never blocks).
             for stack in [*(a.streams for a in activities), self._streams]:
                 stack.abort_all()
+            for earlier in self._handoff_reports:
+                report.abandoned.extend(earlier.abandoned)
+                report.escalations.extend(earlier.escalations)
             report.duration_ms = (clock.now() - started) * 1000
             report.open_connections_after = LEDGER.count_open(self.id)
             if self._machine.state is SessionState.CLOSING:
