@@ -1,0 +1,132 @@
+"""PocketSphinx engine: streaming decode with interims; optional exact phrase grammar.
+
+The pocketsphinx wheel ships its US English model. A ``Decoder`` takes ~0.3 s to load, so
+decoders are pooled per process: a finished session returns its decoder to the pool and
+the next session reuses it (the model is loaded once per concurrent session, not per
+session).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from voxlane.gateway.engines.base import EngineError, Recognizer, SegmentedRecognizer
+from voxlane.gateway.protocol import ErrorCode, ProtocolViolation, SessionSettings
+
+__all__ = ["PocketSphinxEngine"]
+
+#: Emit an interim at most this often (16 kHz samples of speech): ~200 ms.
+_INTERIM_EVERY = 3200
+_DEFAULT_SEARCH = "_default"
+_GRAMMAR_SEARCH = "phrases"
+
+
+def _words(phrase: str) -> list[str]:
+    return re.findall(r"[a-z']+", phrase.lower())
+
+
+class _Sphinx(SegmentedRecognizer):
+    def __init__(self, engine: PocketSphinxEngine, decoder: Any, grammar: bool) -> None:
+        super().__init__()
+        self._engine = engine
+        self._decoder = decoder
+        self._grammar = grammar
+        self._since_interim = 0
+        self._last_interim = ""
+
+    def _begin(self) -> None:
+        self._decoder.start_utt()
+        self._since_interim = 0
+        self._last_interim = ""
+
+    def _accept(self, samples: npt.NDArray[np.int16]) -> str | None:
+        self._decoder.process_raw(samples.astype("<i2").tobytes(), False, False)
+        self._since_interim += samples.size
+        if self._since_interim < _INTERIM_EVERY:
+            return None
+        self._since_interim = 0
+        hyp = self._decoder.hyp()
+        text = hyp.hypstr.strip() if hyp is not None else ""
+        if not text or text == self._last_interim:
+            return None
+        self._last_interim = text
+        return text
+
+    def _finish(self) -> str:
+        self._decoder.end_utt()
+        hyp = self._decoder.hyp()
+        return str(hyp.hypstr) if hyp is not None else ""
+
+    def _release(self) -> None:
+        self._engine.release_decoder(self._decoder, self._grammar)
+
+
+class PocketSphinxEngine:
+    """Shared pocketsphinx engine. Thread-safe; recognizers are single-threaded."""
+
+    name = "pocketsphinx"
+
+    def __init__(self, *, max_pooled: int = 8) -> None:
+        self._lock = threading.Lock()
+        self._idle: list[Any] = []
+        self._max_pooled = max_pooled
+
+    def _new_decoder(self) -> Any:
+        try:
+            from pocketsphinx import Decoder
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise EngineError("pocketsphinx is not installed") from exc
+        return Decoder(loglevel="FATAL")
+
+    def load(self) -> None:
+        with self._lock:
+            if self._idle:
+                return
+        decoder = self._new_decoder()
+        with self._lock:
+            self._idle.append(decoder)
+
+    def release_decoder(self, decoder: Any, grammar: bool) -> None:
+        """Return a decoder to the pool, with its default language-model search active."""
+        if grammar:
+            decoder.activate_search(_DEFAULT_SEARCH)
+            decoder.remove_search(_GRAMMAR_SEARCH)
+        with self._lock:
+            if len(self._idle) < self._max_pooled:
+                self._idle.append(decoder)
+
+    def new_recognizer(self, settings: SessionSettings) -> Recognizer:
+        with self._lock:
+            decoder = self._idle.pop() if self._idle else None
+        if decoder is None:
+            decoder = self._new_decoder()
+        grammar = settings.phrases is not None
+        try:
+            if settings.phrases is not None:
+                self._set_grammar(decoder, settings.phrases)
+        except BaseException:
+            self.release_decoder(decoder, False)
+            raise
+        return _Sphinx(self, decoder, grammar)
+
+    def _set_grammar(self, decoder: Any, phrases: tuple[str, ...]) -> None:
+        alternatives: list[str] = []
+        for phrase in phrases:
+            words = _words(phrase)
+            unknown = [w for w in words if decoder.lookup_word(w) is None]
+            if not words or unknown:
+                raise ProtocolViolation(
+                    ErrorCode.UNSUPPORTED_SETTINGS,
+                    f"phrase {phrase!r} has words outside the dictionary: {unknown}",
+                )
+            alternatives.append(" ".join(words))
+        jsgf = "#JSGF V1.0;\ngrammar phrases;\npublic <utt> = " + " | ".join(
+            f"( {a} )" for a in alternatives
+        ) + ";\n"
+        decoder.add_jsgf_string(_GRAMMAR_SEARCH, jsgf)
+        decoder.activate_search(_GRAMMAR_SEARCH)
