@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["EnergyEndpointer", "SpeechEnd", "SpeechStart"]
+__all__ = ["EnergyEndpointer", "SpeechEnd", "SpeechStart", "frame_dbfs"]
 
 Samples = npt.NDArray[np.int16]
 
@@ -38,6 +38,14 @@ class SpeechEnd:
 
 
 Segment = SpeechStart | SpeechEnd | Samples
+
+
+def frame_dbfs(frame: Samples) -> float:
+    """RMS level of ``frame`` in dB relative to full scale (-180 for digital silence)."""
+    if frame.size == 0:
+        return -180.0
+    rms = float(np.sqrt(np.mean(frame.astype(np.float64) ** 2)))
+    return float(20.0 * np.log10(max(rms, 1e-9) / 32768.0))
 
 
 class EnergyEndpointer:
@@ -70,8 +78,7 @@ class EnergyEndpointer:
         return self._in_speech
 
     def _voiced(self, frame: Samples) -> bool:
-        rms = float(np.sqrt(np.mean(frame.astype(np.float64) ** 2)))
-        return bool(20.0 * np.log10(max(rms, 1e-9) / 32768.0) > self._threshold)
+        return frame_dbfs(frame) > self._threshold
 
     def process(self, samples: Samples) -> list[Segment]:
         """Consume samples (any length); return the segments they complete, in order."""

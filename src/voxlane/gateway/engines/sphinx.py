@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from voxlane.gateway.endpointer import frame_dbfs
 from voxlane.gateway.engines.base import EngineError, Recognizer, SegmentedRecognizer
 from voxlane.gateway.protocol import ErrorCode, ProtocolViolation, SessionSettings
 
@@ -24,6 +25,12 @@ __all__ = ["PocketSphinxEngine"]
 _INTERIM_EVERY = 3200
 _DEFAULT_SEARCH = "_default"
 _GRAMMAR_SEARCH = "phrases"
+#: Trailing unvoiced audio fed to the decoder at the end of an utterance (samples).
+#: Why held back at all: a long run of (near) digital silence at the end of an utterance
+#: made the grammar search fall back to a partial path ("please call" for "please call
+#: stella"); 200 ms of trailing silence is what the acoustic model expects.
+_TAIL_SAMPLES = 3200
+_SILENCE_DBFS = -50.0
 
 
 def _words(phrase: str) -> list[str]:
@@ -38,6 +45,7 @@ class _Sphinx(SegmentedRecognizer):
         self._grammar = grammar
         self._since_interim = 0
         self._last_interim = ""
+        self._held: list[npt.NDArray[np.int16]] = []
 
     def _begin(self) -> None:
         self._decoder.start_utt()
@@ -45,6 +53,12 @@ class _Sphinx(SegmentedRecognizer):
         self._last_interim = ""
 
     def _accept(self, samples: npt.NDArray[np.int16]) -> str | None:
+        if frame_dbfs(samples) < _SILENCE_DBFS:
+            self._held.append(samples)
+            return None
+        if self._held:
+            self._decoder.process_raw(np.concatenate(self._held).tobytes(), False, False)
+            self._held = []
         self._decoder.process_raw(samples.astype("<i2").tobytes(), False, False)
         self._since_interim += samples.size
         if self._since_interim < _INTERIM_EVERY:
@@ -58,6 +72,10 @@ class _Sphinx(SegmentedRecognizer):
         return text
 
     def _finish(self) -> str:
+        if self._held:
+            tail = np.concatenate(self._held)[:_TAIL_SAMPLES]
+            self._decoder.process_raw(tail.tobytes(), False, False)
+            self._held = []
         self._decoder.end_utt()
         hyp = self._decoder.hyp()
         return str(hyp.hypstr) if hyp is not None else ""
