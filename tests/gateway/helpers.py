@@ -8,10 +8,10 @@ import re
 import shutil
 import subprocess
 import wave
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -70,7 +70,9 @@ def word_errors(ref: Sequence[str], hyp: Sequence[str]) -> int:
 
 
 @asynccontextmanager
-async def client(url: str, headers: dict[str, str] | None = None) -> AsyncIterator[ClientConnection]:
+async def client(
+    url: str, headers: dict[str, str] | None = None
+) -> AsyncIterator[ClientConnection]:
     async with connect(
         url, additional_headers=HEADERS if headers is None else headers,
         open_timeout=5, close_timeout=2,
