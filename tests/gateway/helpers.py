@@ -125,3 +125,28 @@ async def stream(ws: ClientConnection, pcm: bytes, *, frame_bytes: int = 640,
     for i in range(0, len(pcm), frame_bytes):
         await ws.send(pcm[i : i + frame_bytes])
         await asyncio.sleep(pace_s)
+
+
+@asynccontextmanager
+async def gateway(
+    faults: Any = None, **config: Any
+) -> AsyncIterator[Any]:
+    """A gateway on 127.0.0.1, ephemeral port; always closed (bounded) on exit."""
+    from voxlane.gateway import GatewayConfig, start_gateway
+
+    config.setdefault("stt_engine", "pocketsphinx")
+    server = await start_gateway(GatewayConfig(api_key=API_KEY, **config), faults=faults)
+    try:
+        yield server
+    finally:
+        await server.aclose()
+
+
+def run(coro: Any, timeout: float = 60.0) -> Any:
+    """Run one test coroutine on a fresh loop, bounded."""
+
+    async def bounded() -> Any:
+        async with asyncio.timeout(timeout):
+            return await coro
+
+    return asyncio.run(bounded())

@@ -126,6 +126,7 @@ class GatewayServer:
         self._faults = faults
         self._loop = asyncio.get_running_loop()
         self._ws_server: Server | None = None
+        self._port = 0
         self._log: list[ConnectionRecord] = []
         self._records: dict[int, ConnectionRecord] = {}
         self._conn_ids = itertools.count(1)
@@ -151,8 +152,7 @@ class GatewayServer:
     @property
     def port(self) -> int:
         """The bound TCP port (the real one when the config asked for port 0)."""
-        assert self._ws_server is not None
-        return int(self._ws_server.sockets[0].getsockname()[1])
+        return self._port
 
     @property
     def url(self) -> str:
@@ -209,6 +209,8 @@ class GatewayServer:
             ping_timeout=20.0,
             max_queue=32,
         )
+        # Kept: the listening sockets are gone once the server closes.
+        self._port = int(self._ws_server.sockets[0].getsockname()[1])
 
     def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
         remote = conn.remote_address

@@ -411,6 +411,9 @@ class SttConnection:
                     share = self._loop.time() + self._limits.close_timeout_s / 2
                     await wait_until({worker}, share)
                 await cancel_and_wait(worker, deadline)
+            # The session is over once its worker is: free the slot before telling the
+            # client, so "session.closed received" implies "a new session fits".
+            self._release_slot()
             if reason not in ("peer_gone", "fault_drop"):
                 if error is None:
                     await self._send(p.SessionClosed())
@@ -434,10 +437,13 @@ class SttConnection:
                 self._record.conn_id, self._session_id, reason, self._record.audio_frames,
             )
 
-    async def _release(self, deadline: float) -> None:
+    def _release_slot(self) -> None:
         if self._has_slot:
             self._has_slot = False
             self._slots.release()
+
+    async def _release(self, deadline: float) -> None:
+        self._release_slot()
         rec, self._recognizer = self._recognizer, None
         while not self._queue.empty():
             self._queue.get_nowait()
