@@ -6,7 +6,7 @@ import asyncio
 import threading
 import time
 
-from helpers import client, create, events_until, gateway, run, silence
+from helpers import client, create, drain_until_closed, events_until, gateway, run, silence
 
 from voxlane.gateway import protocol as p
 from voxlane.gateway.engines import Recognizer, SpeechEvent
@@ -78,3 +78,31 @@ def test_a_blocked_engine_call_delays_only_its_own_session() -> None:
     finally:
         engine.gate.set()
     assert time.monotonic() - t < 10
+
+
+class _BrokenEngine(_Engine):
+    def new_recognizer(self, settings: p.SessionSettings) -> Recognizer:
+        rec = _Rec(False, self.gate)
+
+        def feed(pcm16: bytes) -> list[SpeechEvent]:
+            raise RuntimeError("decoder exploded")
+
+        rec.feed = feed  # type: ignore[method-assign]
+        return rec
+
+
+def test_engine_failure_ends_only_that_session_with_2011() -> None:
+    async def main() -> None:
+        async with (
+            gateway(stt_engine=_BrokenEngine()) as server,
+            client(server.stt_url) as ws,
+        ):
+            await create(ws)
+            await ws.send(silence(0.02))
+            events = await drain_until_closed(ws)
+            assert [(e["code"], e["retryable"]) for e in events] == [(2011, True)]
+            assert ws.close_code == 1011
+            async with client(server.stt_url) as other:  # the server goes on
+                assert (await create(other))["type"] == "session.created"
+
+    run(main())

@@ -32,7 +32,7 @@ from websockets.exceptions import ConnectionClosed
 from voxlane.gateway import protocol as p
 from voxlane.gateway._aio import cancel_and_wait, wait_until
 from voxlane.gateway.connlog import ConnectionRecord
-from voxlane.gateway.engines import ENGINE_SAMPLE_RATE, EngineError, Recognizer, SttEngine
+from voxlane.gateway.engines import ENGINE_SAMPLE_RATE, Recognizer, SttEngine
 from voxlane.gateway.faults import GARBAGE_FRAMES, FaultPlan
 from voxlane.gateway.resample import Resampler
 
@@ -69,6 +69,7 @@ class SessionLimits:
     close_timeout_s: float
     queue_frames: int
     queue_timeout_s: float
+    create_timeout_s: float = 10.0
 
 
 class SessionSlots(Protocol):
@@ -241,14 +242,23 @@ class SttConnection:
             self.begin_close("server_busy", p.ErrorCode.SERVER_BUSY)
             return
         self._has_slot = True
+        starter = asyncio.ensure_future(
+            self._in_executor(self._engine.new_recognizer, settings)
+        )
+        # Bounded: a saturated or stuck engine must not hold the reader forever.
+        if await wait_until({starter}, self._loop.time() + self._limits.create_timeout_s):
+            starter.cancel()
+            _log.error("conn %d: engine did not start a session in time", self._record.conn_id)
+            self.begin_close("engine_error", p.ErrorCode.ENGINE_ERROR)
+            return
         try:
-            rec = await self._in_executor(self._engine.new_recognizer, settings)
+            rec = starter.result()
         except p.ProtocolViolation as exc:
             self._slots.release()
             self._has_slot = False
             await self._send_error(exc.code, exc.message)
             return
-        except (EngineError, OSError, RuntimeError) as exc:
+        except Exception as exc:  # third-party engine errors: translated here
             _log.error("conn %d: engine failed to start: %r", self._record.conn_id, exc)
             self.begin_close("engine_error", p.ErrorCode.ENGINE_ERROR)
             return
@@ -304,10 +314,10 @@ class SttConnection:
         if self._queue.full():
             # Backpressure: while we wait, the socket is not read, so TCP pushes back on
             # the client. Past the deadline the engine is hopelessly behind real time.
-            getter = asyncio.ensure_future(self._queue.put(item))
+            putter = asyncio.ensure_future(self._queue.put(item))
             deadline = self._loop.time() + self._limits.queue_timeout_s
-            if await wait_until({getter}, deadline):
-                await cancel_and_wait(getter, deadline + 1.0)
+            if await wait_until({putter}, deadline):
+                await cancel_and_wait(putter, deadline + 1.0)
                 self.begin_close("overloaded", p.ErrorCode.OVERLOADED)
             return
         self._queue.put_nowait(item)
@@ -330,7 +340,7 @@ class SttConnection:
                 assert isinstance(item, bytes)
                 for evt in await self._in_executor(rec.feed, item):
                     await self._send(evt)
-        except (EngineError, ValueError, OSError, RuntimeError) as exc:
+        except Exception as exc:  # third-party engine errors: translated here
             _log.error("conn %d: engine error: %r", self._record.conn_id, exc)
             # Not awaited here: the closing task cancels and awaits this worker.
             self.begin_close("engine_error", p.ErrorCode.ENGINE_ERROR)
