@@ -273,3 +273,18 @@ def test_aclose_sends_session_closed_to_every_session_and_stops_accepting() -> N
             await server.aclose()  # idempotent
 
     run(main())
+
+
+def test_resampled_session_goes_on_after_a_finalize(tts_dir: Path) -> None:
+    async def main() -> list[str]:
+        texts: list[str] = []
+        async with gateway() as server, client(server.stt_url) as ws:
+            await create(ws, sample_rate=8000, phrases=SENTENCES)
+            for sentence in SENTENCES[3:5]:
+                await stream(ws, silence(0.2, 8000) + synthesize(sentence, tts_dir, 8000),
+                             frame_bytes=320)
+                await ws.send(p.encode_client_message(p.SessionFinalize()))
+                texts += finals(await events_until(ws, "session.finalized"))
+        return texts
+
+    assert run(main()) == list(SENTENCES[3:5])

@@ -9,7 +9,6 @@ abandoned and reported by the caller.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
@@ -48,10 +47,9 @@ async def cancel_and_wait(task: asyncio.Future[Any], deadline: float) -> bool:
         task.cancel()
         await wait_until({task}, deadline)
     if task.done():
-        with contextlib.suppress(asyncio.CancelledError):
-            exc = retrieve(task)
-            if exc is not None:
-                _log.debug("task %r ended with %r", task, exc)
+        exc = retrieve(task)
+        if exc is not None:
+            _log.debug("task %r ended with %r", task, exc)
         return True
     name = task.get_name() if isinstance(task, asyncio.Task) else repr(task)
     frames = task.get_stack() if isinstance(task, asyncio.Task) else []

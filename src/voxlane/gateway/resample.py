@@ -20,9 +20,15 @@ class Resampler:
             self._stream = soxr.ResampleStream(in_rate, out_rate, 1, dtype="int16")
 
     def process(self, pcm16: bytes, *, last: bool = False) -> bytes:
-        """Resample the next chunk; ``last=True`` flushes the filter's tail."""
+        """Resample the next chunk; ``last=True`` flushes the filter's tail.
+
+        The stream goes on after a flush (a session may finalize, then send more audio).
+        """
         if self._stream is None:
             return pcm16
         samples = np.frombuffer(pcm16, dtype="<i2")
         out = self._stream.resample_chunk(samples, last=last)
+        if last:
+            # soxr refuses input after last=True; reset it for the audio that follows.
+            self._stream.clear()
         return bytes(np.asarray(out, dtype="<i2").tobytes())
