@@ -288,3 +288,23 @@ def test_resampled_session_goes_on_after_a_finalize(tts_dir: Path) -> None:
         return texts
 
     assert run(main()) == list(SENTENCES[3:5])
+
+
+def test_plain_http_request_is_logged_with_its_status_and_no_session() -> None:
+    async def main() -> None:
+        async with gateway() as server:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(
+                b"GET /v1/stt HTTP/1.1\r\nHost: x\r\n"
+                b"Authorization: Bearer test-key\r\n\r\n"
+            )
+            await writer.drain()
+            async with asyncio.timeout(5):
+                status_line = await reader.readline()
+            writer.close()
+            assert b" 426 " in status_line or b" 400 " in status_line, status_line
+            (record,) = server.connection_log
+            assert record.http_status in (400, 426) and record.session_ids == []
+            assert record.closed_at is not None
+
+    run(main())

@@ -199,6 +199,7 @@ class GatewayServer:
             cfg.host,
             cfg.port,
             process_request=self._process_request,
+            process_response=self._process_response,
             compression=None,
             # Frames over max_frame_bytes get error 2010 from the session; websockets'
             # own limit (close 1009, no event) is only a backstop against huge frames.
@@ -231,6 +232,18 @@ class GatewayServer:
         del self._records[id(conn)]
         _log.info("conn %d: refused %d %s", record.conn_id, int(status), record.path)
         return conn.respond(status, f"{status.phrase}\n")
+
+    def _process_response(
+        self, conn: ServerConnection, request: Request, response: Response
+    ) -> None:
+        # A request we let through can still fail the websocket handshake (bad upgrade
+        # headers, say): log the real status and forget it, as no handler will run.
+        record = self._records.get(id(conn))
+        if record is not None and response.status_code != HTTPStatus.SWITCHING_PROTOCOLS:
+            record.http_status = response.status_code
+            record.closed_at = self._loop.time()
+            record.close_reason = f"http_{response.status_code}"
+            del self._records[id(conn)]
 
     def _check_request(self, request: Request) -> HTTPStatus:
         if self._faults.refuse_connections or self._closing is not None:
