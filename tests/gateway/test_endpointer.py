@@ -52,3 +52,12 @@ def test_quiet_noise_is_not_speech_and_flush_ends_speech() -> None:
     end = ep.flush()
     assert isinstance(end, SpeechEnd) and not ep.in_speech
     assert ep.flush() is None
+
+
+def test_long_speech_is_cut_at_max_utterance() -> None:
+    ep = EnergyEndpointer(sample_rate=RATE, max_utterance_ms=1000)
+    segs = [s for s in ep.process(tone(3.3)) if not isinstance(s, np.ndarray)]
+    ends = [s for s in segs if isinstance(s, SpeechEnd)]
+    assert len(ends) == 3
+    assert all(e.end_sample - e.start_sample <= RATE for e in ends)
+    assert ep.in_speech

@@ -5,7 +5,10 @@ test audio is synthesized (silence between sentences is near digital zero), and 
 gate with hysteresis is deterministic, cheap (one RMS per 20 ms) and easy to reason about.
 A frame is voiced when its RMS level is above ``threshold_dbfs``. Speech starts after
 ``start_frames`` voiced frames in a row (the ``preroll_ms`` before it is included so the
-first phoneme is not clipped) and ends after ``hangover_ms`` of unvoiced frames.
+first phoneme is not clipped) and ends after ``hangover_ms`` of unvoiced frames. Speech
+longer than ``max_utterance_ms`` is cut into several utterances (whisper decodes at most
+30 s at once; a final per ~25 s also bounds how long a client waits for text from someone
+who never pauses).
 """
 
 from __future__ import annotations
@@ -60,11 +63,13 @@ class EnergyEndpointer:
         start_frames: int = 3,
         hangover_ms: int = 500,
         preroll_ms: int = 200,
+        max_utterance_ms: int = 25000,
     ) -> None:
         self._frame = sample_rate * frame_ms // 1000
         self._threshold = float(threshold_dbfs)
         self._start_frames = start_frames
         self._hang_frames = max(1, hangover_ms // frame_ms)
+        self._max_utterance = sample_rate * max_utterance_ms // 1000
         self._preroll: deque[Samples] = deque(maxlen=max(1, preroll_ms // frame_ms))
         self._pending = np.zeros(0, dtype=np.int16)
         self._pos = 0  # stream position (samples) of the next whole frame
@@ -116,6 +121,11 @@ class EnergyEndpointer:
                     out.append(SpeechEnd(self._start, self._last_voiced_end))
                     self._in_speech = False
                     self._run = 0
+            if self._in_speech and frame_end - self._start >= self._max_utterance:
+                out.append(SpeechEnd(self._start, frame_end))
+                self._start = self._last_voiced_end = frame_end
+                self._run = 0
+                out.append(SpeechStart(frame_end, np.zeros(0, dtype=np.int16)))
         self._pos = frame_end
 
     def flush(self) -> SpeechEnd | None:
