@@ -308,3 +308,30 @@ def test_plain_http_request_is_logged_with_its_status_and_no_session() -> None:
             assert record.closed_at is not None
 
     run(main())
+
+
+def test_aclose_is_bounded_when_a_client_ignores_the_closing_handshake() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        async with gateway(close_timeout_s=0.5, shutdown_timeout_s=1.0) as server:
+            # A raw TCP peer: completes the websocket handshake, then never reads or answers.
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(
+                b"GET /v1/stt HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                b"Sec-WebSocket-Version: 13\r\nAuthorization: Bearer test-key\r\n\r\n"
+            )
+            await writer.drain()
+            async with asyncio.timeout(5):
+                assert b" 101 " in await reader.readline()
+            t0 = loop.time()
+            await server.aclose()
+            assert loop.time() - t0 < 1.5
+            (record,) = server.connection_log
+            assert record.close_reason == "server_shutdown" and record.closed_at is not None
+            async with asyncio.timeout(5):
+                rest = await reader.read()  # the server dropped TCP: EOF, not a hang
+            assert b"session.closed" in rest
+            writer.close()
+
+    run(main())

@@ -89,7 +89,9 @@ class PocketSphinxEngine:
 
     name = "pocketsphinx"
 
-    def __init__(self, *, max_pooled: int = 8) -> None:
+    def __init__(self, *, max_pooled: int = 8, **decoder_options: Any) -> None:
+        """``decoder_options`` are pocketsphinx Config options (``maxhmmpf=3000``, ...)."""
+        self._options = {"loglevel": "FATAL", **decoder_options}
         self._lock = threading.Lock()
         self._idle: list[Any] = []
         self._max_pooled = max_pooled
@@ -99,7 +101,7 @@ class PocketSphinxEngine:
             from pocketsphinx import Decoder
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise EngineError("pocketsphinx is not installed") from exc
-        return Decoder(loglevel="FATAL")
+        return Decoder(**self._options)
 
     def load(self) -> None:
         with self._lock:
