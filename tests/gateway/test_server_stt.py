@@ -62,10 +62,11 @@ def test_grammar_session_recognizes_every_phrase_exactly_with_interims(tts_dir: 
 
 
 def test_language_model_without_grammar_stays_within_measured_wer(tts_dir: Path) -> None:
-    # Open-vocabulary pocketsphinx on flite's synthetic voice is weak: measured here 8 word
-    # errors over the 32 reference words (WER 0.25), mostly on "open the front door and
-    # turn on the lights". The bound leaves room for decoder-version noise; exact
-    # recognition is what the grammar test above checks.
+    # Open-vocabulary pocketsphinx (en-us LM, fwdflat off) on flite's synthetic voice is
+    # weak: measured here 14 word errors over the 37 reference words (WER 0.38), mostly in
+    # "open the front door and turn on the lights" ("open up on oregon on blood"). The
+    # bound (0.45) leaves room for ~2 words of decoder-version noise; exact recognition is
+    # what the grammar test above checks.
     async def main() -> list[str]:
         async with gateway() as server, client(server.stt_url) as ws:
             await create(ws)
@@ -75,7 +76,7 @@ def test_language_model_without_grammar_stays_within_measured_wer(tts_dir: Path)
 
     hyp = words(" ".join(run(main())))
     ref = words(" ".join(SENTENCES))
-    assert word_errors(ref, hyp) / len(ref) <= 0.40, hyp
+    assert word_errors(ref, hyp) / len(ref) <= 0.45, hyp
 
 
 @pytest.mark.parametrize("rate", [8000, 24000, 48000])
