@@ -1,0 +1,36 @@
+"""The server's observable connection log: one record per HTTP request that reached it.
+
+Records are mutable while their connection lives and only ever appended to; tests read
+``GatewayServer.connection_log`` (a copy of the list) to assert what the server saw. Times
+are the event loop's monotonic clock (``loop.time()``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["ConnectionRecord"]
+
+
+@dataclass(slots=True)
+class ConnectionRecord:
+    """What one connection did, as the server saw it."""
+
+    conn_id: int
+    remote_port: int | None
+    path: str
+    opened_at: float
+    #: HTTP status of the handshake: 101 (websocket), 401, 404 or 503.
+    http_status: int = 0
+    closed_at: float | None = None
+    session_ids: list[str] = field(default_factory=list)
+    #: Client text message types in arrival order (``"session.create"``, ...; ``"invalid"``
+    #: for text that did not parse).
+    messages: list[str] = field(default_factory=list)
+    audio_frames: int = 0
+    audio_bytes: int = 0
+    #: Error codes the server sent on this connection.
+    errors_sent: list[int] = field(default_factory=list)
+    #: Why the connection ended (``client_close``, ``idle_timeout``, ``peer_gone``, ...).
+    close_reason: str | None = None
+    close_code: int | None = None

@@ -1,0 +1,469 @@
+"""One ``/v1/stt`` connection: its state machine, its engine worker and its one close.
+
+State of a connection (transitions are data, see ``_TRANSITIONS``)::
+
+    AWAITING_CREATE --session.create ok--> ACTIVE
+    AWAITING_CREATE / ACTIVE --close requested (any reason)--> CLOSING --> CLOSED
+
+Tasks: the websocket handler task reads the socket (the *reader*, see :meth:`run`); an
+ACTIVE session owns one *worker* task that feeds the engine, in order, from a bounded queue
+(engine calls run in a thread executor, one at a time per session); every close goes
+through one *closing task* (:meth:`begin_close`), awaited by the handler before it returns.
+Every wait has a deadline: sends (``send_timeout_s``), queue puts (``queue_timeout_s``),
+the close (``close_timeout_s``), after which the transport is aborted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import itertools
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Final, ParamSpec, Protocol, TypeVar
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from voxlane.gateway import protocol as p
+from voxlane.gateway._aio import cancel_and_wait, wait_until
+from voxlane.gateway.connlog import ConnectionRecord
+from voxlane.gateway.engines import ENGINE_SAMPLE_RATE, Recognizer, SttEngine
+from voxlane.gateway.faults import GARBAGE_FRAMES, FaultPlan
+from voxlane.gateway.resample import Resampler
+
+__all__ = ["SessionLimits", "SessionSlots", "SttConnection"]
+
+_log = logging.getLogger("voxlane.gateway")
+_session_counter = itertools.count(1)
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+class State(enum.Enum):
+    AWAITING_CREATE = "awaiting_create"
+    ACTIVE = "active"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+_TRANSITIONS: Final[dict[State, frozenset[State]]] = {
+    State.AWAITING_CREATE: frozenset({State.ACTIVE, State.CLOSING}),
+    State.ACTIVE: frozenset({State.CLOSING}),
+    State.CLOSING: frozenset({State.CLOSED}),
+    State.CLOSED: frozenset(),
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionLimits:
+    """Per-connection limits, from GatewayConfig."""
+
+    idle_timeout_s: float
+    max_frame_bytes: int
+    send_timeout_s: float
+    close_timeout_s: float
+    queue_frames: int
+    queue_timeout_s: float
+    create_timeout_s: float = 10.0
+
+
+class SessionSlots(Protocol):
+    """The server's session counter (max_sessions)."""
+
+    def try_acquire(self) -> bool: ...
+
+    def release(self) -> None: ...
+
+
+class _SerialRecognizer:
+    """Serializes calls on one recognizer across executor threads (feed vs close)."""
+
+    def __init__(self, recognizer: Recognizer, sample_rate: int) -> None:
+        self._rec = recognizer
+        self._resampler = Resampler(sample_rate, ENGINE_SAMPLE_RATE)
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def feed(self, pcm: bytes) -> list[p.ServerEvent]:
+        with self._lock:
+            if self._closed:
+                return []
+            out: list[p.ServerEvent] = []
+            out.extend(self._rec.feed(self._resampler.process(pcm)))
+            return out
+
+    def finalize(self) -> list[p.ServerEvent]:
+        with self._lock:
+            if self._closed:
+                return []
+            tail = self._resampler.process(b"", last=True)
+            events: list[p.ServerEvent] = list(self._rec.feed(tail)) if tail else []
+            events.extend(self._rec.finalize())
+            return events
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._rec.close()
+
+
+_FINALIZE: Final = "finalize"
+_DRAIN_AND_CLOSE: Final = "close"
+_QueueItem = bytes | str
+
+
+class SttConnection:
+    """Serves one websocket connection on ``/v1/stt``. Create, then ``await run()``."""
+
+    def __init__(
+        self,
+        ws: ServerConnection,
+        record: ConnectionRecord,
+        *,
+        engine: SttEngine,
+        executor: Executor,
+        limits: SessionLimits,
+        slots: SessionSlots,
+        faults: FaultPlan,
+        on_done: Callable[[SttConnection], None],
+    ) -> None:
+        self._ws = ws
+        self._record = record
+        self._engine = engine
+        self._executor = executor
+        self._limits = limits
+        self._slots = slots
+        self._faults = faults
+        self._on_done = on_done
+        self._loop = asyncio.get_running_loop()
+        self._state = State.AWAITING_CREATE
+        self._session_id: str | None = None
+        self._has_slot = False
+        self._recognizer: _SerialRecognizer | None = None
+        self._queue: asyncio.Queue[_QueueItem] = asyncio.Queue(maxsize=limits.queue_frames)
+        self._worker: asyncio.Task[None] | None = None
+        self._closing: asyncio.Task[None] | None = None
+        self._created_at = self._loop.time()
+        self._idle_deadline = self._created_at + limits.idle_timeout_s
+        self._early_idle_deadline: float | None = None
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    @property
+    def record(self) -> ConnectionRecord:
+        return self._record
+
+    def _set_state(self, new: State) -> None:
+        if new not in _TRANSITIONS[self._state]:
+            raise RuntimeError(f"illegal transition {self._state.name} -> {new.name}")
+        self._state = new
+
+    # ------------------------------------------------------------------ reader
+
+    async def run(self) -> None:
+        """Read the socket until the connection ends; return after the one close is done."""
+        try:
+            await self._read_loop()
+        except Exception:
+            _log.exception("conn %d: internal error", self._record.conn_id)
+            self.begin_close("internal_error", p.ErrorCode.INTERNAL_ERROR)
+        finally:
+            # The peer vanished or the loop ended without a close: still run the one close.
+            self.begin_close("peer_gone", None)
+            assert self._closing is not None
+            deadline = self._loop.time() + self._limits.close_timeout_s + 1.0
+            if await wait_until({self._closing}, deadline):
+                _log.warning("conn %d: close overran its budget", self._record.conn_id)
+                self.abort()
+            self._on_done(self)
+
+    async def _read_loop(self) -> None:
+        while self._state in (State.AWAITING_CREATE, State.ACTIVE):
+            deadline = self._idle_deadline
+            if self._early_idle_deadline is not None:
+                deadline = min(deadline, self._early_idle_deadline)
+            try:
+                # Bounded: websockets documents recv() as cancellation-safe, and it does
+                # not swallow CancelledError, so the timeout's cancel returns at once.
+                async with asyncio.timeout_at(deadline):
+                    message = await self._ws.recv()
+            except TimeoutError:
+                self.begin_close("idle_timeout", p.ErrorCode.IDLE_TIMEOUT)
+                return
+            except ConnectionClosed:
+                return
+            if self._state not in (State.AWAITING_CREATE, State.ACTIVE):
+                return
+            if isinstance(message, bytes):
+                await self._on_audio(message)
+            else:
+                await self._on_text(message)
+
+    async def _on_text(self, text: str) -> None:
+        if len(text) > self._limits.max_frame_bytes:
+            self._record.messages.append("invalid")
+            self.begin_close("frame_too_large", p.ErrorCode.FRAME_TOO_LARGE)
+            return
+        try:
+            msg = p.parse_client_text(text)
+        except p.ProtocolViolation as exc:
+            self._record.messages.append("invalid")
+            await self._send_error(exc.code, exc.message)
+            return
+        self._record.messages.append(msg.type)
+        if isinstance(msg, p.SessionCreate):
+            await self._on_create(msg.settings)
+        elif isinstance(msg, p.SessionFinalize):
+            if self._state is not State.ACTIVE:
+                await self._send_error(p.ErrorCode.SESSION_NOT_CREATED)
+            else:
+                await self._enqueue(_FINALIZE)
+        elif self._state is State.ACTIVE:
+            # session.close: drain what was queued (a finalize sent just before close
+            # still gets its transcript), then session.closed; bounded by the close budget.
+            await self._enqueue(_DRAIN_AND_CLOSE)
+            self.begin_close("client_close", None)
+        else:
+            self.begin_close("client_close", None)
+
+    async def _on_create(self, settings: p.SessionSettings) -> None:
+        if self._state is not State.AWAITING_CREATE:
+            await self._send_error(p.ErrorCode.SESSION_ALREADY_CREATED)
+            return
+        if not self._slots.try_acquire():
+            self.begin_close("server_busy", p.ErrorCode.SERVER_BUSY)
+            return
+        self._has_slot = True
+        starter = asyncio.ensure_future(
+            self._in_executor(self._engine.new_recognizer, settings)
+        )
+        # Bounded: a saturated or stuck engine must not hold the reader forever.
+        if await wait_until({starter}, self._loop.time() + self._limits.create_timeout_s):
+            starter.cancel()
+            _log.error("conn %d: engine did not start a session in time", self._record.conn_id)
+            self.begin_close("engine_error", p.ErrorCode.ENGINE_ERROR)
+            return
+        try:
+            rec = starter.result()
+        except p.ProtocolViolation as exc:
+            self._slots.release()
+            self._has_slot = False
+            await self._send_error(exc.code, exc.message)
+            return
+        except Exception as exc:  # third-party engine errors: translated here
+            _log.error("conn %d: engine failed to start: %r", self._record.conn_id, exc)
+            self.begin_close("engine_error", p.ErrorCode.ENGINE_ERROR)
+            return
+        if self._state is not State.AWAITING_CREATE:  # closed while the engine started
+            await self._in_executor(rec.close)
+            return
+        self._recognizer = _SerialRecognizer(rec, settings.sample_rate)
+        self._session_id = f"stt_{next(_session_counter):06d}"
+        self._record.session_ids.append(self._session_id)
+        self._set_state(State.ACTIVE)
+        now = self._loop.time()
+        self._idle_deadline = now + self._limits.idle_timeout_s
+        if self._faults.early_idle_s is not None:
+            self._early_idle_deadline = now + self._faults.early_idle_s
+        self._worker = asyncio.create_task(
+            self._work(self._recognizer), name=f"voxlane-gateway-worker-{self._session_id}"
+        )
+        _log.info(
+            "conn %d: session %s created (rate=%d, engine=%s)",
+            self._record.conn_id, self._session_id, settings.sample_rate, self._engine.name,
+        )
+        await self._send(p.SessionCreated(self._session_id))
+        if self._faults.send_garbage:
+            for frame in GARBAGE_FRAMES:
+                await self._send_raw(frame)
+
+    async def _on_audio(self, data: bytes) -> None:
+        self._record.audio_frames += 1
+        self._record.audio_bytes += len(data)
+        drop_after = self._faults.drop_after_frames
+        if drop_after is not None and self._record.audio_frames >= drop_after:
+            _log.info("conn %d: fault: dropping the connection", self._record.conn_id)
+            self.abort()
+            self.begin_close("fault_drop", None)
+            return
+        try:
+            p.check_audio_frame(data, max_frame_bytes=self._limits.max_frame_bytes)
+        except p.ProtocolViolation as exc:
+            if p.error_info(exc.code).fatal:
+                self.begin_close("frame_too_large", exc.code, exc.message)
+            else:
+                await self._send_error(exc.code, exc.message)
+            return
+        if self._state is not State.ACTIVE:
+            await self._send_error(p.ErrorCode.SESSION_NOT_CREATED)
+            return
+        self._idle_deadline = self._loop.time() + self._limits.idle_timeout_s
+        if data:
+            await self._enqueue(data)
+
+    async def _enqueue(self, item: _QueueItem) -> None:
+        """Put into the bounded engine queue; waiting is bounded by queue_timeout_s."""
+        if self._queue.full():
+            # Backpressure: while we wait, the socket is not read, so TCP pushes back on
+            # the client. Past the deadline the engine is hopelessly behind real time.
+            putter = asyncio.ensure_future(self._queue.put(item))
+            deadline = self._loop.time() + self._limits.queue_timeout_s
+            if await wait_until({putter}, deadline):
+                await cancel_and_wait(putter, deadline + 1.0)
+                self.begin_close("overloaded", p.ErrorCode.OVERLOADED)
+            return
+        self._queue.put_nowait(item)
+
+    # ------------------------------------------------------------------ worker
+
+    async def _work(self, rec: _SerialRecognizer) -> None:
+        """Feed the engine in order; send its events. Ends on the close sentinel."""
+        try:
+            while True:
+                item = await self._queue.get()
+                if item == _DRAIN_AND_CLOSE:
+                    return
+                if item == _FINALIZE:
+                    events = await self._in_executor(rec.finalize)
+                    for evt in events:
+                        await self._send(evt)
+                    await self._send(p.SessionFinalized())
+                    continue
+                assert isinstance(item, bytes)
+                for evt in await self._in_executor(rec.feed, item):
+                    await self._send(evt)
+        except Exception as exc:  # third-party engine errors: translated here
+            _log.error("conn %d: engine error: %r", self._record.conn_id, exc)
+            # Not awaited here: the closing task cancels and awaits this worker.
+            self.begin_close("engine_error", p.ErrorCode.ENGINE_ERROR)
+
+    async def _in_executor(self, fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        def call() -> _T:
+            return fn(*args, **kwargs)
+
+        return await self._loop.run_in_executor(self._executor, call)
+
+    # ------------------------------------------------------------------ sending
+
+    async def _send(self, evt: p.ServerEvent) -> None:
+        await self._send_raw(p.encode_server_event(evt))
+
+    async def _send_error(self, code: p.ErrorCode, message: str | None = None) -> None:
+        self._record.errors_sent.append(int(code))
+        await self._send(p.error_event(code, message))
+
+    async def _send_raw(self, text: str) -> None:
+        """Send one text frame within send_timeout_s; a peer that does not read is aborted."""
+        if self._faults.response_delay_s > 0:
+            await asyncio.sleep(self._faults.response_delay_s)
+        try:
+            # Bounded: websockets' send only waits for the transport to drain, and a
+            # cancelled drain returns at once (no CancelledError is swallowed there).
+            async with asyncio.timeout(self._limits.send_timeout_s):
+                await self._ws.send(text)
+        except TimeoutError:
+            _log.warning("conn %d: send timed out; aborting", self._record.conn_id)
+            self.abort()
+        except ConnectionClosed:
+            pass
+
+    def abort(self) -> None:
+        """Close the TCP connection now, without a closing handshake."""
+        transport = self._ws.transport
+        if transport is not None:
+            transport.abort()
+
+    # ------------------------------------------------------------------ closing
+
+    def begin_close(
+        self, reason: str, error: p.ErrorCode | None, message: str | None = None
+    ) -> None:
+        """Start the one close of this connection (idempotent; later reasons are ignored).
+
+        ``error`` None: a clean end, the client gets ``session.closed`` (unless the peer
+        is gone). Otherwise the client gets that error event and the close code documented
+        for it. The handler awaits the close; nobody else has to.
+        """
+        if self._closing is not None:
+            return
+        if self._state in (State.AWAITING_CREATE, State.ACTIVE):
+            self._set_state(State.CLOSING)
+        self._record.close_reason = reason
+        self._closing = asyncio.create_task(
+            self._close(reason, error, message),
+            name=f"voxlane-gateway-close-{self._record.conn_id}",
+        )
+
+    def request_shutdown(self) -> None:
+        """Server shutdown: end this connection with ``session.closed`` and close 1000."""
+        self.begin_close("server_shutdown", None)
+
+    @property
+    def closing_task(self) -> asyncio.Task[None] | None:
+        return self._closing
+
+    async def _close(self, reason: str, error: p.ErrorCode | None, message: str | None) -> None:
+        deadline = self._loop.time() + self._limits.close_timeout_s
+        worker = self._worker
+        try:
+            if worker is not None and worker is not asyncio.current_task():
+                if reason == "client_close":
+                    # Let the worker drain the queue up to the close sentinel, but only
+                    # for a share of the budget: the handshake needs the rest.
+                    share = self._loop.time() + self._limits.close_timeout_s / 2
+                    await wait_until({worker}, share)
+                await cancel_and_wait(worker, deadline)
+            # The session is over once its worker is: free the slot before telling the
+            # client, so "session.closed received" implies "a new session fits".
+            self._release_slot()
+            if reason not in ("peer_gone", "fault_drop"):
+                if error is None:
+                    await self._send(p.SessionClosed())
+                    code = 1000
+                else:
+                    await self._send_error(error, message)
+                    code = p.error_info(error).close_code or 1000
+                self._record.close_code = code
+                closer = asyncio.ensure_future(self._ws.close(code))
+                if await wait_until({closer}, deadline):
+                    await cancel_and_wait(closer, deadline + 0.5)
+                    self.abort()
+            else:
+                self.abort()
+        finally:
+            await self._release(deadline)
+            self._state = State.CLOSED
+            self._record.closed_at = self._loop.time()
+            _log.info(
+                "conn %d: closed (session=%s, reason=%s, frames=%d)",
+                self._record.conn_id, self._session_id, reason, self._record.audio_frames,
+            )
+
+    def _release_slot(self) -> None:
+        if self._has_slot:
+            self._has_slot = False
+            self._slots.release()
+
+    async def _release(self, deadline: float) -> None:
+        self._release_slot()
+        rec, self._recognizer = self._recognizer, None
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        if rec is not None:
+            # The recognizer may still be busy in a thread (a slow decode): close it in
+            # the executor behind its lock, bounded; past the deadline it is left to the
+            # thread, which releases it when its call returns.
+            closer = asyncio.ensure_future(self._loop.run_in_executor(self._executor, rec.close))
+            with contextlib.suppress(Exception):
+                if await wait_until({closer}, max(deadline, self._loop.time() + 0.5)):
+                    _log.warning("conn %d: recognizer close still running", self._record.conn_id)
+                elif closer.exception() is not None:
+                    _log.warning("conn %d: recognizer close failed", self._record.conn_id)
