@@ -113,6 +113,18 @@ async def cancel_and_wait(
     return abandon(pending)
 
 
+async def wait_event(event: asyncio.Event, deadline: float, now: float) -> bool:
+    """Wait for ``event`` until ``deadline``; True if it was set. Returns on time."""
+    if event.is_set():
+        return True
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait({waiter}, timeout=max(0.0, deadline - now))
+    finally:
+        waiter.cancel()
+    return event.is_set()
+
+
 async def join(task: asyncio.Task[T]) -> T:
     """Await an owned task's result without tying our fate to it.
 

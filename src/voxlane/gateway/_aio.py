@@ -24,9 +24,7 @@ def retrieve(task: asyncio.Future[Any]) -> BaseException | None:
     return task.exception()
 
 
-async def wait_until(
-    tasks: set[asyncio.Future[Any]], deadline: float
-) -> set[asyncio.Future[Any]]:
+async def wait_until(tasks: set[asyncio.Future[Any]], deadline: float) -> set[asyncio.Future[Any]]:
     """Wait for ``tasks`` until the loop time ``deadline``; return those still pending."""
     if not tasks:
         return set()

@@ -398,8 +398,12 @@ def encode_server_event(evt: ServerEvent) -> str:
             "end_s": round(evt.end_s, 3),
         }
     elif isinstance(evt, ErrorEvent):
-        obj = {"type": evt.type, "code": evt.code, "message": evt.message,
-               "retryable": evt.retryable}
+        obj = {
+            "type": evt.type,
+            "code": evt.code,
+            "message": evt.message,
+            "retryable": evt.retryable,
+        }
     else:
         obj = {"type": evt.type}
     return json.dumps(obj)

@@ -261,8 +261,7 @@ class GatewayServer:
         if record is None or conn.request is None:  # cannot happen: process_request ran
             await conn.close(1011)
             return
-        _log.info("conn %d: open %s from port %s", record.conn_id, record.path,
-                  record.remote_port)
+        _log.info("conn %d: open %s from port %s", record.conn_id, record.path, record.remote_port)
         await self._routes[urlsplit(record.path).path](conn, record)
 
     async def _serve_stt(self, conn: ServerConnection, record: ConnectionRecord) -> None:
@@ -297,8 +296,7 @@ class GatewayServer:
             handlers = {t for t in self._live.values() if t is not None}
             pending = await wait_until(set(handlers), deadline)
             if pending:
-                _log.warning("shutdown: aborting %d connection(s) past the deadline",
-                             len(pending))
+                _log.warning("shutdown: aborting %d connection(s) past the deadline", len(pending))
                 for session in list(self._live):
                     session.abort()
                 await wait_until(pending, self._loop.time() + 0.5)
@@ -311,9 +309,7 @@ class GatewayServer:
             _log.info("gateway closed")
 
 
-async def start_gateway(
-    config: GatewayConfig, *, faults: FaultPlan | None = None
-) -> GatewayServer:
+async def start_gateway(config: GatewayConfig, *, faults: FaultPlan | None = None) -> GatewayServer:
     """Load the engine (off the loop, bounded by ``load_timeout_s``) and start listening.
 
     Returns a started :class:`GatewayServer`; the caller must ``await server.aclose()``.

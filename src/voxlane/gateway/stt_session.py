@@ -242,9 +242,7 @@ class SttConnection:
             self.begin_close("server_busy", p.ErrorCode.SERVER_BUSY)
             return
         self._has_slot = True
-        starter = asyncio.ensure_future(
-            self._in_executor(self._engine.new_recognizer, settings)
-        )
+        starter = asyncio.ensure_future(self._in_executor(self._engine.new_recognizer, settings))
         # Bounded: a saturated or stuck engine must not hold the reader forever.
         if await wait_until({starter}, self._loop.time() + self._limits.create_timeout_s):
             starter.cancel()
@@ -278,7 +276,10 @@ class SttConnection:
         )
         _log.info(
             "conn %d: session %s created (rate=%d, engine=%s)",
-            self._record.conn_id, self._session_id, settings.sample_rate, self._engine.name,
+            self._record.conn_id,
+            self._session_id,
+            settings.sample_rate,
+            self._engine.name,
         )
         await self._send(p.SessionCreated(self._session_id))
         if self._faults.send_garbage:
@@ -444,7 +445,10 @@ class SttConnection:
             self._record.closed_at = self._loop.time()
             _log.info(
                 "conn %d: closed (session=%s, reason=%s, frames=%d)",
-                self._record.conn_id, self._session_id, reason, self._record.audio_frames,
+                self._record.conn_id,
+                self._session_id,
+                reason,
+                self._record.audio_frames,
             )
 
     def _release_slot(self) -> None:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from voxlane.aio.closing import ResourceStack
-from voxlane.aio.tasks import AbandonedTask, TaskOwner, join
+from voxlane.aio.tasks import AbandonedTask, TaskOwner, join, wait_event
 from voxlane.chat import ChatContext, ChatMessage
 from voxlane.core.scheduling import SpeechQueue
 from voxlane.errors import ClosedError, SessionClosedError
@@ -33,18 +33,6 @@ from voxlane.voice.speech import SpeechHandle
 
 log = logging.getLogger("voxlane.activity")
 SpeechBody = Callable[[SpeechHandle], Coroutine[Any, Any, None]]
-
-
-async def wait_event(event: asyncio.Event, deadline: float, now: float) -> bool:
-    """Wait for ``event`` until ``deadline``; True if it was set. Returns on time."""
-    if event.is_set():
-        return True
-    waiter = asyncio.ensure_future(event.wait())
-    try:
-        await asyncio.wait({waiter}, timeout=max(0.0, deadline - now))
-    finally:
-        waiter.cancel()
-    return event.is_set()
 
 
 class AgentActivity:

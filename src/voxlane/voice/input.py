@@ -16,12 +16,11 @@ from typing import Protocol
 
 from voxlane.aio.clock import Clock
 from voxlane.aio.closing import ResourceStack
-from voxlane.aio.tasks import TaskOwner
+from voxlane.aio.tasks import TaskOwner, wait_event
 from voxlane.core.turns import TurnTracker, UserState
 from voxlane.media import AudioFrame
 from voxlane.providers.stt import STT, SpeechEventType, STTStream
 from voxlane.providers.vad import VAD, VADEventType, VADStream
-from voxlane.voice.activity import wait_event
 from voxlane.voice.report import Usage
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from voxlane.aio.clock import DEFAULT_CLOCK, Clock
 from voxlane.aio.closing import Outcome, ResourceStack, StepReport, bounded_aclose
 from voxlane.aio.ledger import LEDGER, current_session_id
-from voxlane.aio.tasks import TaskOwner
+from voxlane.aio.tasks import TaskOwner, wait_event
 from voxlane.chat import ChatMessage
 from voxlane.core.close_plan import CloseBudget, ClosePlan, DrainPlan
 from voxlane.core.states import CloseReason, SessionEvent, SessionState, session_machine
@@ -31,7 +31,7 @@ from voxlane.providers.stt import STT
 from voxlane.providers.tts import TTS
 from voxlane.providers.vad import VAD
 from voxlane.transports.base import DisconnectReason, Participant, Room
-from voxlane.voice.activity import AgentActivity, wait_event
+from voxlane.voice.activity import AgentActivity
 from voxlane.voice.agent import Agent
 from voxlane.voice.events import (
     AgentState,

@@ -186,8 +186,10 @@ class PocketSphinxEngine:
                     f"phrase {phrase!r} has words outside the dictionary: {unknown}",
                 )
             alternatives.append(" ".join(words))
-        jsgf = "#JSGF V1.0;\ngrammar phrases;\npublic <utt> = " + " | ".join(
-            f"( {a} )" for a in alternatives
-        ) + ";\n"
+        jsgf = (
+            "#JSGF V1.0;\ngrammar phrases;\npublic <utt> = "
+            + " | ".join(f"( {a} )" for a in alternatives)
+            + ";\n"
+        )
         decoder.add_jsgf_string(_GRAMMAR_SEARCH, jsgf)
         decoder.activate_search(_GRAMMAR_SEARCH)
