@@ -8,8 +8,9 @@ One tree, rooted at :class:`SipError`::
     │   ├── SdpParseError         ... because it is malformed
     │   └── NoCommonCodecError    ... because it offers no codec we speak (answer 488)
     ├── RtpParseError             a datagram is not a well-formed RTP packet
-    └── DialogStateError          the application asked a dialog for something its
-                                  state does not allow (a bug in the caller)
+    ├── DialogStateError          the application asked a dialog for something its
+    │                             state does not allow (a bug in the caller)
+    └── UnknownCallError          the application named a call the endpoint does not have
 
 Errors caused by the *peer* (the first four) are expected at runtime and must be
 handled by answering or dropping; :class:`DialogStateError` is a programming error
@@ -26,6 +27,7 @@ __all__ = [
     "SdpParseError",
     "SipError",
     "SipParseError",
+    "UnknownCallError",
 ]
 
 
@@ -65,3 +67,7 @@ class DialogStateError(SipError):
         super().__init__(f"can't handle event {event} in dialog state {state}")
         self.event = event
         self.state = state
+
+
+class UnknownCallError(SipError):
+    """The application named a Call-ID that the endpoint has no dialog for (any more)."""

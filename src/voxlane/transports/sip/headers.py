@@ -252,6 +252,31 @@ class Via:
         port = f":{self.port}" if self.port is not None else ""
         return f"SIP/2.0/{self.transport} {self.host}{port}{_params_to_str(self.params)}"
 
+    def stamped(self, source: tuple[str, int]) -> Via:
+        """The Via as the receiving server must record it (§18.2.1, RFC 3581 §4).
+
+        Adds ``received`` when the sent-by host is not the packet's source address, and
+        fills an empty ``rport`` with the source port.
+        """
+        ip, port = source
+        updates: dict[str, str | None] = {}
+        if self.host.strip("[]") != ip:
+            updates["received"] = ip
+        if self.has_rport and self.rport is None:
+            updates["received"] = ip
+            updates["rport"] = str(port)
+        return self.with_params(**updates) if updates else self
+
+    def response_address(self, source: tuple[str, int]) -> tuple[str, int]:
+        """Where a response to a request carrying this (stamped) Via goes over UDP (§18.2.2).
+
+        With rport, back to the source; otherwise to ``received`` (or the sent-by host)
+        at the sent-by port (default 5060).
+        """
+        if self.has_rport:
+            return (self.received or source[0], self.rport or source[1])
+        return (self.received or self.host.strip("[]"), self.port or 5060)
+
 
 def parse_via(value: str) -> Via:
     """Parse a single Via value (split multi-valued lines with split_comma_list first)."""
