@@ -132,8 +132,10 @@ class CallConfirmed:
 
 @dataclass(frozen=True, slots=True)
 class CallTerminated:
-    """The call is over; stop media. ``reason``: bye, cancel, rejected, ack_timeout,
-    or the reason given to :meth:`UasDialog.hangup` (default ``hangup``)."""
+    """The call is over; stop media. Emitted once: on a final error response to the
+    INVITE (reject, CANCEL), on the caller's BYE, or when our BYE completes or times out.
+    ``reason``: bye, cancel, rejected, ack_timeout, or the reason given to
+    :meth:`UasDialog.hangup` (default ``hangup``)."""
 
     call_id: str
     reason: str
@@ -172,6 +174,7 @@ class UasDialog:
         self._timer: RetransmitTimer | None = None
         self._timer_message: Outgoing | None = None
         self._linger_until: float | None = None
+        self._notified = False
         self._cache: dict[tuple[str, int, str | None], Outgoing] = {}
         self._outbox: list[Outgoing] = []
         self._events: list[DialogNotification] = []
@@ -203,8 +206,9 @@ class UasDialog:
 
     @property
     def is_active(self) -> bool:
-        """True until TERMINATED (counts against the endpoint's call limit)."""
-        return self.state is not DialogState.TERMINATED
+        """True until the call is over for the application (CallTerminated emitted or
+        about to be): counts against the endpoint's call limit."""
+        return self.state not in (DialogState.REJECTED, DialogState.TERMINATED)
 
     # -- application events --------------------------------------------------------
 
@@ -340,6 +344,8 @@ class UasDialog:
         response = build_response(self._invite, status, phrase, to_tag=self.local_tag)
         self._respond(self._invite, response, self._invite_addr, retransmit_from=now)
         self.termination_reason = reason
+        # The call is over for the application now; the ACK only ends the transaction.
+        self._notify_terminated()
 
     def _receive_ack(self, cseq: int, now: float) -> None:
         if cseq != self._invite.cseq.number or not self._can(DialogEvent.RECV_ACK):
@@ -419,4 +425,9 @@ class UasDialog:
     def _terminate(self, now: float) -> None:
         self._timer = self._timer_message = None
         self._linger_until = now + self.config.linger_s
-        self._events.append(CallTerminated(self.call_id, self.termination_reason or "bye"))
+        self._notify_terminated()
+
+    def _notify_terminated(self) -> None:
+        if not self._notified:
+            self._notified = True
+            self._events.append(CallTerminated(self.call_id, self.termination_reason or "bye"))
