@@ -11,9 +11,10 @@ The asyncio layer does only this::
 
 Contracts:
 
-* :meth:`receive_datagram` **never raises**, whatever the bytes. Malformed requests are
-  answered 400 when enough of them can be read to address a response (Via, From, To,
-  Call-ID, CSeq), otherwise dropped; either way other calls are unaffected. An internal
+* :meth:`receive_datagram` **never raises**, whatever the bytes. A malformed request is
+  answered 400 when its Via, From, To, Call-ID and CSeq are well-formed enough to build
+  a response that parses; otherwise (and always for ACK) it is dropped. Every datagram
+  the core sends parses with :func:`parse_message`. Other calls are unaffected. An internal
   bug is contained too, and counted in ``statistics().internal_errors`` (tests hold
   that at 0).
 * Requests are routed to dialogs by Call-ID and tags; a Call-ID names at most one call.
@@ -280,10 +281,13 @@ class SipEndpointCore:
         warning = re.sub(r'[^ -!#-~]', "", error)[:120]
         headers.add("warning", f'399 voxlane "{warning}"')
         headers.add("server", self.config.dialog.user_agent)
-        response = SipResponse(headers=headers, status=400, reason="Bad Request")
+        data = SipResponse(headers=headers, status=400, reason="Bad Request").to_bytes()
         try:
+            # Only answer with a response the peer can parse and that we can address:
+            # a 400 echoing a broken Via or CSeq would be garbage in its turn.
+            parse_message(data)
             addr = parse_via(found["via"][0]).stamped(source).response_address(source)
         except SipParseError:
-            addr = source
-        self._outbox.append((response.to_bytes(), addr))
+            return
+        self._outbox.append((data, addr))
         self._answered_400 += 1

@@ -258,7 +258,7 @@ def _split_head_body(data: bytes) -> tuple[bytes, bytes]:
     candidates = [(i, n) for i, n in ((data.find(b"\r\n\r\n"), 4), (data.find(b"\n\n"), 2))]
     found = [(i, n) for i, n in candidates if i >= 0]
     if not found:
-        return data, b""
+        return data.rstrip(b"\r\n"), b""  # no empty line: all headers, no body
     index, length = min(found)
     return data[:index], data[index + length :]
 
