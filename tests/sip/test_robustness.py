@@ -7,6 +7,8 @@ only datagrams that parse, and keeps serving other calls.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -114,7 +116,9 @@ def mutated_messages(draw: st.DrawFn) -> bytes:
     return mutate(draw(st.sampled_from(VALID)), draw)
 
 
-FUZZ = settings(max_examples=300, deadline=None,
+# VOXLANE_FUZZ_EXAMPLES=20000 for a long hunt; the default keeps the suite fast.
+EXAMPLES = int(os.environ.get("VOXLANE_FUZZ_EXAMPLES", "300"))
+FUZZ = settings(max_examples=EXAMPLES, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -227,4 +231,5 @@ class EndpointMachine(RuleBasedStateMachine):
 
 
 TestEndpointMachine = EndpointMachine.TestCase
-TestEndpointMachine.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
+TestEndpointMachine.settings = settings(max_examples=max(60, EXAMPLES // 5),
+                                       stateful_step_count=40, deadline=None)
