@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from voxlane.transports.sip import (
+    CallOffered,
     CallTerminated,
     DialogStateError,
     SipEndpointCore,
@@ -154,6 +155,17 @@ def test_endpoint_never_raises_and_keeps_serving(datagrams: list[bytes]) -> None
         core.receive_datagram(data, CALLER, 0.01 * i)
         core.handle_timeout(0.01 * i)
     assert_healthy(core)
+    # Calls that mutated INVITEs created are answered, hung up and timed out, so every
+    # dialog path runs on fuzzed input (a broken Contact must not stop the BYE).
+    for event in core.events_received():
+        if isinstance(event, CallOffered) and event.call_id != "steady":
+            core.answer(event.call_id, b"v=0\r\n", 0.5)
+            core.hangup(event.call_id, 0.6)
+    now = 0.6
+    while (deadline := core.next_deadline()) is not None and deadline < 0.9:
+        now = deadline
+        core.handle_timeout(now)
+    assert_healthy(core)
     call.answered(1.0, b"v=0\r\n")
     call.ack(1.1)
     assert statuses(call.bye(2.0)) == [200]
@@ -233,3 +245,24 @@ class EndpointMachine(RuleBasedStateMachine):
 TestEndpointMachine = EndpointMachine.TestCase
 TestEndpointMachine.settings = settings(max_examples=max(60, EXAMPLES // 5),
                                        stateful_step_count=40, deadline=None)
+
+
+@FUZZ
+@given(st.lists(mutated_messages(), min_size=1, max_size=5))
+def test_fuzzed_calls_run_to_their_end(datagrams: list[bytes]) -> None:
+    core = make_core(max_calls=5)
+    for data in datagrams:
+        core.receive_datagram(data, CALLER, 0.0)
+    offered = [e for e in core.events_received() if isinstance(e, CallOffered)]
+    for event in offered:
+        core.answer(event.call_id, b"v=0\r\n", 0.0)
+    assert_healthy(core)
+    now = 0.0
+    while (deadline := core.next_deadline()) is not None:  # ACK timeout → BYE → give up
+        assert deadline >= now
+        now = deadline
+        core.handle_timeout(now)
+        assert_healthy(core)
+    ended = [e for e in core.events_received() if isinstance(e, CallTerminated)]
+    assert len(ended) == len(offered)
+    assert core.statistics().dialogs == 0

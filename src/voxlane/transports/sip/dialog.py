@@ -43,7 +43,7 @@ from .common import (
     RetransmitTimer,
     method_not_allowed_or_implemented,
 )
-from .errors import DialogStateError
+from .errors import DialogStateError, SipParseError
 from .message import Headers, SipRequest, SipResponse, build_response
 
 __all__ = [
@@ -166,6 +166,7 @@ class UasDialog:
         self._invite_addr = invite.top_via.response_address(source)
         self._peer = source  # our in-dialog requests go back along the INVITE's flow
         self._invite_branch = invite.top_via.branch
+        self._remote_target = _remote_target(invite)
         self._remote_cseq = invite.cseq.number
         self._local_cseq = config.initial_cseq
         self._answer_sdp = b""
@@ -401,8 +402,6 @@ class UasDialog:
         self._local_cseq += 1
         cfg = self.config
         invite = self._invite
-        contact = invite.contact
-        target = contact.uri if contact is not None else invite.from_addr.uri
         branch = f"z9hG4bK-{self.local_tag}-{self._local_cseq}"
         local = invite.to_addr.with_tag(self.local_tag).to_str()
         headers = Headers([
@@ -416,7 +415,7 @@ class UasDialog:
         ])
         for route in invite.headers.get_all("record-route"):  # UAS route set: as recorded
             headers.add("Route", route)
-        self._bye = SipRequest(headers=headers, method="BYE", uri=target)
+        self._bye = SipRequest(headers=headers, method="BYE", uri=self._remote_target)
         out = Outgoing(self._bye, self._peer)
         self._outbox.append(out)
         self._timer = RetransmitTimer.start(now, cfg.t1, cfg.t2)
@@ -431,3 +430,13 @@ class UasDialog:
         if not self._notified:
             self._notified = True
             self._events.append(CallTerminated(self.call_id, self.termination_reason or "bye"))
+
+
+def _remote_target(invite: SipRequest) -> str:
+    """The caller's Contact URI (§12.1.1), or its From URI when Contact is absent or
+    unparseable: the parser does not validate Contact, and a BYE must still go out."""
+    try:
+        contact = invite.contact
+    except SipParseError:
+        contact = None
+    return contact.uri if contact is not None else invite.from_addr.uri

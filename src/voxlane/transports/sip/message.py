@@ -260,7 +260,8 @@ def _split_head_body(data: bytes) -> tuple[bytes, bytes]:
     if not found:
         return data.rstrip(b"\r\n"), b""  # no empty line: all headers, no body
     index, length = min(found)
-    return data[:index], data[index + length :]
+    # "\r\n\n" (mixed line ends) ends the headers too; drop the stray CR.
+    return data[:index].rstrip(b"\r"), data[index + length :]
 
 
 def _parse_header_lines(lines: list[str]) -> Headers:
