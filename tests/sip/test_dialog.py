@@ -305,3 +305,17 @@ def parse_message_request(data: bytes) -> SipRequest:
     msg = parse_message(data)
     assert isinstance(msg, SipRequest)
     return msg
+
+
+def test_bye_goes_out_even_with_a_broken_contact() -> None:
+    core = make_core()
+    data = sipp_invite(call_id="bc").replace(b"Contact: sip:sipp@127.0.0.1:5061",
+                                             b"Contact: <sip:broken")
+    core.receive_datagram(data, CALLER, 0.0)
+    sent(core)
+    core.answer("bc", SDP, 0.0)
+    core.hangup("bc", 0.0)
+    core.handle_timeout(32.0)  # no ACK ever: give up, then BYE to the From URI
+    (bye,) = [m for m in sent(core) if isinstance(m, SipRequest)]
+    assert bye.method == "BYE" and bye.uri == "sip:sipp@127.0.0.1:5061"
+    assert core.statistics().internal_errors == 0

@@ -190,3 +190,9 @@ def test_cseq_and_uri() -> None:
 def test_split_comma_list_respects_quotes_and_brackets() -> None:
     value = '"Doe, J" <sip:j@x;a=1,2>, <sip:k@y>'
     assert split_comma_list(value) == ['"Doe, J" <sip:j@x;a=1,2>', "<sip:k@y>"]
+
+
+def test_mixed_line_ends_before_body() -> None:
+    head, _, body = sipp_invite().partition(b"\r\n\r\n")
+    msg = parse_message(head + b"\r\n\n" + body)
+    assert msg.body.startswith(b"v=0")
