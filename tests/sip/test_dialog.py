@@ -319,3 +319,30 @@ def test_bye_goes_out_even_with_a_broken_contact() -> None:
     (bye,) = [m for m in sent(core) if isinstance(m, SipRequest)]
     assert bye.method == "BYE" and bye.uri == "sip:sipp@127.0.0.1:5061"
     assert core.statistics().internal_errors == 0
+
+
+def test_offer_answer_with_sdp_module() -> None:
+    from voxlane.transports.sip import NoCommonCodecError, build_answer, negotiate, parse_sdp
+
+    core = make_core()
+    call = Caller(core)
+    call.invite(0.0)
+    (offered,) = core.events_received()
+    assert isinstance(offered, CallOffered)
+    chosen = negotiate(parse_sdp(offered.invite.body))
+    body = build_answer(chosen, local_ip="127.0.0.1", local_port=40000, session_id=1)
+    (ok,) = call.answered(0.1, body)
+    assert negotiate(parse_sdp(ok.body)).remote_port == 40000
+
+    # An offer without G.711 is refused with 488 by the application.
+    other = Caller(core, call_id="opus-only")
+    data = sipp_invite(call_id="opus-only").replace(b"RTP/AVP 0", b"RTP/AVP 9")
+    core.receive_datagram(data, CALLER, 0.0)
+    sent(core)
+    (offer2,) = core.events_received()
+    assert isinstance(offer2, CallOffered)
+    with pytest.raises(NoCommonCodecError):
+        negotiate(parse_sdp(offer2.invite.body))
+    core.reject("opus-only", 488, 0.0)
+    assert statuses(sent(core)) == [488]
+    assert other.call_id == "opus-only"
