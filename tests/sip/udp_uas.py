@@ -61,7 +61,8 @@ class Media:
 
 
 def run(port: int, duration: float, hangup_after: float | None, rtp_timeout: float | None,
-        max_calls: int, answer_delay: float = 0.0) -> dict[str, object]:
+        max_calls: int, answer_delay: float = 0.0, exit_after_calls: int | None = None
+        ) -> dict[str, object]:
     sip = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sip.bind((HOST, port))
     core = SipEndpointCore(EndpointConfig(
@@ -72,8 +73,9 @@ def run(port: int, duration: float, hangup_after: float | None, rtp_timeout: flo
     calls: dict[str, dict[str, object]] = {}
     tone = (np.sin(2 * np.pi * 440 * np.arange(160) / 8000) * 8000).astype(np.int16)
     start = time.monotonic()
+    stop_at = start + duration
     try:
-        while (now := time.monotonic()) - start < duration:
+        while (now := time.monotonic()) < stop_at:
             socks = [sip] + [m.sock for m in media.values()]
             readable, _, _ = select.select(socks, [], [], 0.01)
             now = time.monotonic()
@@ -120,6 +122,9 @@ def run(port: int, duration: float, hangup_after: float | None, rtp_timeout: flo
                     m_done = media.pop(event.call_id, None)
                     info = calls.setdefault(event.call_id, {})
                     info["reason"] = event.reason
+                    ended = sum(1 for c in calls.values() if "reason" in c)
+                    if exit_after_calls is not None and ended >= exit_after_calls:
+                        stop_at = min(stop_at, now + 0.5)  # grace for retransmissions
                     if m_done is not None:
                         m_done.sock.close()
                         stats = m_done.jitter.statistics()
@@ -167,9 +172,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rtp-timeout", type=float, default=None)
     parser.add_argument("--max-calls", type=int, default=4)
     parser.add_argument("--answer-delay", type=float, default=0.0)
+    parser.add_argument("--exit-after-calls", type=int, default=None)
     args = parser.parse_args(argv)
     report = run(args.port, args.duration, args.hangup_after, args.rtp_timeout, args.max_calls,
-                 args.answer_delay)
+                 args.answer_delay, args.exit_after_calls)
     print(json.dumps(report, indent=2))
 
 
