@@ -346,3 +346,21 @@ def test_offer_answer_with_sdp_module() -> None:
     core.reject("opus-only", 488, 0.0)
     assert statuses(sent(core)) == [488]
     assert other.call_id == "opus-only"
+
+
+@pytest.mark.parametrize(
+    ("edit", "status"),
+    [
+        ((b"Max-Forwards: 70", b"Require: 100rel\r\nMax-Forwards: 70"), 420),
+        ((b"Content-Type: application/sdp", b"Content-Type: text/plain"), 415),
+        ((b"Content-Length:   129", b"Content-Length: 0"), 488),
+    ],
+)
+def test_invites_we_cannot_take(edit: tuple[bytes, bytes], status: int) -> None:
+    core = make_core()
+    core.receive_datagram(sipp_invite().replace(*edit), CALLER, 0.0)
+    (resp,) = sent(core)
+    assert isinstance(resp, SipResponse) and resp.status == status
+    if status == 420:
+        assert resp.headers.get("unsupported") == "100rel"
+    assert core.events_received() == [] and core.statistics().dialogs == 0

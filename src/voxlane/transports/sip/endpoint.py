@@ -19,7 +19,10 @@ Contracts:
   that at 0).
 * Requests are routed to dialogs by Call-ID and tags; a Call-ID names at most one call.
   New INVITEs beyond ``max_calls`` get 503, sources outside ``allowed_sources`` 403,
-  requests for unknown dialogs 481, OPTIONS 200, unknown methods 405/501.
+  requests for unknown dialogs 481, OPTIONS 200, unknown methods 405/501, any
+  ``Require`` 420. A new INVITE must carry an ``application/sdp`` offer (415 for another
+  body type, 488 without a body: no late offer), so every CallOffered has one to
+  negotiate with :mod:`.sdp`.
 * ``answer``/``reject``/``hangup`` raise :class:`UnknownCallError` for a Call-ID we have
   no dialog for and :class:`DialogStateError` when the dialog's state forbids it (for
   example answering a call the caller already cancelled: watch for CallTerminated).
@@ -206,6 +209,12 @@ class SipEndpointCore:
             if request.method != "ACK":
                 self._send(build_response(request, 403), addr)
             return
+        if request.method not in ("ACK", "CANCEL"):
+            required = request.headers.get_all("require")
+            if required:  # §8.2.2.3: we implement no extension, so any Require is unknown
+                unsupported = [("Unsupported", ", ".join(required))]
+                self._send(build_response(request, 420, headers=unsupported), addr)
+                return
         dialog = self._dialogs.get(request.call_id)
         if dialog is not None:
             if (request.from_addr.tag or "") == dialog.remote_tag:
@@ -224,16 +233,15 @@ class SipEndpointCore:
         if method == "ACK":
             return  # ACK to a stateless 4xx/5xx of ours, or stray: nothing to answer
         if method == "INVITE" and request.to_addr.tag is None:
-            if self.active_calls >= self.config.max_calls:
+            refusal = _refuse_offer(request)
+            if refusal is not None:
+                self._send(refusal, addr)
+            elif self.active_calls >= self.config.max_calls:
                 self._busy += 1
                 retry = [("Retry-After", str(self.config.retry_after_s))]
                 self._send(build_response(request, 503, headers=retry), addr)
-                return
-            dialog = UasDialog(request, source, now, config=self.config.dialog,
-                               local_tag=self._tokens())
-            self._dialogs[request.call_id] = dialog
-            self._calls_total += 1
-            self._collect(dialog)
+            else:
+                self._new_call(request, source, now)
         elif method == "OPTIONS":
             headers = [("Allow", self.config.dialog.allow), ("Accept", "application/sdp")]
             self._send(build_response(request, 200, headers=headers), addr)
@@ -241,6 +249,13 @@ class SipEndpointCore:
             self._send(build_response(request, 481), addr)
         else:
             self._send(method_not_allowed_or_implemented(request, self.config.dialog.allow), addr)
+
+    def _new_call(self, invite: SipRequest, source: Address, now: float) -> None:
+        dialog = UasDialog(invite, source, now, config=self.config.dialog,
+                           local_tag=self._tokens())
+        self._dialogs[invite.call_id] = dialog
+        self._calls_total += 1
+        self._collect(dialog)
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -291,3 +306,14 @@ class SipEndpointCore:
             return
         self._outbox.append((data, addr))
         self._answered_400 += 1
+
+
+def _refuse_offer(invite: SipRequest) -> SipResponse | None:
+    """415 for a non-SDP body, 488 for no body (late offer is not supported), else None."""
+    if not invite.body:
+        warning = [("Warning", '399 voxlane "INVITE without SDP offer is not supported"')]
+        return build_response(invite, 488, headers=warning)
+    content_type = (invite.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if content_type != "application/sdp":
+        return build_response(invite, 415, headers=[("Accept", "application/sdp")])
+    return None
