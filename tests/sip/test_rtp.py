@@ -162,3 +162,13 @@ def test_rtp_activity_watchdog() -> None:
     act.on_packet(103.0)
     assert act.deadline(5.0) == 108.0 and not act.is_timed_out(107.0, 5.0)
     assert act.last_packet_at == 103.0 and act.packets == 1
+
+
+def test_telephone_event() -> None:
+    from voxlane.transports.sip.rtp import parse_telephone_event
+
+    ev = parse_telephone_event(bytes([11, 0x80 | 10, 0x03, 0x20]))
+    assert (ev.digit, ev.end, ev.volume, ev.duration) == ("#", True, 10, 800)
+    assert parse_telephone_event(bytes([5, 10, 0, 160])).digit == "5"
+    with pytest.raises(RtpParseError):
+        parse_telephone_event(b"\x01")

@@ -36,7 +36,9 @@ from .rtp import (
     RtpActivity,
     RtpPacket,
     RtpSender,
+    TelephoneEvent,
     parse_rtp,
+    parse_telephone_event,
 )
 from .sdp import AudioNegotiation, SessionDescription, build_answer, negotiate, parse_sdp
 
@@ -70,6 +72,7 @@ __all__ = [
     "SipParseError",
     "SipRequest",
     "SipResponse",
+    "TelephoneEvent",
     "UasDialog",
     "UnknownCallError",
     "build_answer",
@@ -78,4 +81,5 @@ __all__ = [
     "parse_message",
     "parse_rtp",
     "parse_sdp",
+    "parse_telephone_event",
 ]

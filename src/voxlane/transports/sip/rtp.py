@@ -26,7 +26,9 @@ __all__ = [
     "RtpActivity",
     "RtpPacket",
     "RtpSender",
+    "TelephoneEvent",
     "parse_rtp",
+    "parse_telephone_event",
 ]
 
 _HEADER = struct.Struct("!BBHII")
@@ -117,6 +119,33 @@ def parse_rtp(data: bytes) -> RtpPacket:
 
 
 @dataclass(frozen=True, slots=True)
+class TelephoneEvent:
+    """An RFC 4733 DTMF payload: ``event`` 0-9 digits, 10 ``*``, 11 ``#``, 12-15 A-D.
+
+    One key press is several packets with the same RTP timestamp; act on the first one
+    with ``end`` set (the end packet is usually sent three times).
+    """
+
+    event: int
+    end: bool
+    volume: int
+    duration: int
+
+    @property
+    def digit(self) -> str | None:
+        return "0123456789*#ABCD"[self.event] if self.event < 16 else None
+
+
+def parse_telephone_event(payload: bytes) -> TelephoneEvent:
+    """Parse a telephone-event payload (4 bytes). Raises RtpParseError when shorter."""
+    if len(payload) < 4:
+        raise RtpParseError(f"telephone-event payload too short: {len(payload)} bytes")
+    event, flags, duration = struct.unpack_from("!BBH", payload)
+    return TelephoneEvent(event=event, end=bool(flags & 0x80), volume=flags & 0x3F,
+                          duration=duration)
+
+
+@dataclass(frozen=True, slots=True)
 class JitterBufferStatistics:
     """Counters since creation.
 
@@ -139,8 +168,10 @@ class JitterBuffer:
     """Reorders one RTP stream for playout. See the module docstring for the policy.
 
     Call ``push`` for every received packet and ``pop`` on the playout tick (every 20 ms)
-    until it returns None. A new SSRC, or a sequence jump of more than 3000, restarts the
-    buffer (the sender restarted its stream); ``resets`` counts these.
+    until it returns None. Push telephone-event (DTMF) and comfort-noise packets too and
+    dispatch on ``payload_type`` after ``pop``: they share the audio's sequence space, so
+    leaving them out would look like loss. A new SSRC, or a sequence jump of more than
+    3000, restarts the buffer (the sender restarted its stream); ``resets`` counts these.
     """
 
     def __init__(self, *, depth: int = 3, max_delay_s: float = 0.08, max_size: int = 50) -> None:
