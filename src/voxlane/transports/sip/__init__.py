@@ -1,9 +1,21 @@
 """Sans-I/O SIP user agent server, SDP offer/answer, RTP and G.711 for voxlane.
 
 Everything in this package is pure and synchronous: no sockets, no asyncio, no clock
-reads (``now`` is passed in), no threads. The asyncio UDP/RTP layer drives it:
-:class:`SipEndpointCore` for signalling, :class:`JitterBuffer` / :class:`RtpSender` /
-:class:`RtpActivity` and :mod:`.g711` for media, :mod:`.sdp` between the two.
+reads (``now`` is passed in), no threads. The asyncio UDP/RTP layer drives it::
+
+    core = SipEndpointCore(EndpointConfig(dialog=DialogConfig(local_host=ip, local_port=5060)))
+    # on each SIP datagram:   core.receive_datagram(data, addr, loop.time())
+    # when due:               core.handle_timeout(loop.time())   (see core.next_deadline())
+    # after either:           send core.datagrams_to_send(); handle core.events_received()
+    #   CallOffered   → chosen = negotiate(parse_sdp(ev.invite.body))   (488 on NoCommonCodecError)
+    #                   open an RTP socket; core.answer(call_id, build_answer(chosen, ...), now)
+    #   CallConfirmed → start sending: RtpSender + g711.encode every 20 ms
+    #   CallTerminated(reason) → stop media, close the RTP socket, close the Room
+    # media in:  JitterBuffer.push(parse_rtp(data), now); RtpActivity.on_packet(now)
+    #            pop() each 20 ms tick → g711.decode(pt, payload) → PCM16 8 kHz
+    # hang up:   core.hangup(call_id, now, reason=...) (idempotent; also on RTP timeout)
+
+Errors: see :mod:`.errors` (one tree rooted at :class:`SipError`).
 """
 
 from __future__ import annotations
