@@ -59,6 +59,8 @@ __all__ = [
 
 
 class DialogState(enum.Enum):
+    """Where a UAS call is; see the module docstring for the diagram."""
+
     IDLE = "IDLE"
     PROCEEDING = "PROCEEDING"
     ANSWERED = "ANSWERED"
@@ -69,6 +71,9 @@ class DialogState(enum.Enum):
 
 
 class DialogEvent(enum.Enum):
+    """What can happen to a dialog: RECV_* from the caller, APP_* from the application,
+    *_TIMEOUT from :meth:`UasDialog.handle_timeout`."""
+
     RECV_INVITE = "RECV_INVITE"
     APP_ANSWER = "APP_ANSWER"
     APP_REJECT = "APP_REJECT"
