@@ -4,23 +4,23 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.voxlane-installed
 OUT    ?= out/demo
-APT_PACKAGES ?=
+# Debian packages: speech synthesis for the real-engine tests, sipp for the SIP tests.
+APT_PACKAGES ?= flite espeak-ng sip-tester
 
 .PHONY: setup test lint typecheck unit demo bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml | $(BIN)/python
+$(STAMP): pyproject.toml Makefile | $(BIN)/python
 	@[ -z "$(APT_PACKAGES)" ] || scripts/ensure-apt.sh $(APT_PACKAGES)
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev,gateway]'
 	@touch $@
 
 setup: $(STAMP)
 
 lint: setup
 	$(BIN)/ruff check src tests bench examples
-	$(BIN)/ruff format --check src
 
 typecheck: setup
 	$(BIN)/mypy --strict src

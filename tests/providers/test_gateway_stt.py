@@ -131,7 +131,7 @@ async def test_refused_connections_exhaust_the_budget_with_a_clear_error() -> No
     async with gateway(FaultPlan(refuse_connections=True)) as server:
         stream = stt_for(server, max_retries=2).stream()
         stream.push_frame(AudioFrame.silence(0.02))
-        with pytest.raises(ProviderConnectionError, match="gave up after 2 attempts.*503"):
+        with pytest.raises(ProviderConnectionError, match=r"gave up after 2 attempts.*503"):
             async for _ in stream:
                 pass
         await stream.aclose()
