@@ -205,3 +205,31 @@ async def test_aclose_cancelled_still_releases() -> None:
         closing.cancel()
         await asyncio.gather(closing, return_exceptions=True)
         assert LEDGER.count_open() == 0
+
+
+SENTENCES = (
+    "open the front door and turn on the lights",
+    "what is the weather like today",
+    "i would like to book a table for two",
+    "thank you very much for your help",
+    "can you tell me the time",
+)
+
+
+async def test_whisper_through_the_client_word_error_rate() -> None:
+    """Five synthesized sentences through GatewaySTT to whisper tiny.en: WER ≤ 10%."""
+    from voxlane.testing.speech import word_error_rate
+
+    pytest.importorskip("faster_whisper")
+    async with gateway(stt_engine="whisper") as server:
+        stream = stt_for(server).stream()
+        reader = asyncio.ensure_future(finals_of(stream))
+        for text in SENTENCES:
+            await feed(stream, utterance(text), speedup=20.0)
+        stream.end_input()
+        finals = await asyncio.wait_for(reader, 60)
+        await stream.aclose()
+    ref = words(" ".join(SENTENCES))
+    hyp = words(" ".join(finals))
+    assert len(finals) == len(SENTENCES), finals
+    assert word_error_rate(ref, hyp) <= 0.10, finals
