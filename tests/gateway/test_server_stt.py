@@ -158,7 +158,7 @@ def test_wrong_or_missing_key_is_refused_at_handshake_and_unknown_path_is_404() 
                 (server.stt_url, {"Authorization": "Bearer nope"}, 401),
                 (server.stt_url, {"Authorization": HEADERS["Authorization"].lower()}, 401),
                 (server.url + "/v1/nothing", HEADERS, 404),
-                (server.url + p.TTS_PATH, HEADERS, 404),
+                (server.url + "/v1/stt/extra", HEADERS, 404),
             ]
             for url, headers, status in cases:
                 with pytest.raises(InvalidStatus) as info:
