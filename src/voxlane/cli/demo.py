@@ -215,14 +215,21 @@ def read_wav_16k(path: Path) -> AudioFrame:
 
 
 async def run_console(
-    recording: Path, out: Path, agent_file: Path, console: Console, **stack: Any
+    recording: Path,
+    out: Path,
+    agent_file: Path,
+    console: Console,
+    *,
+    scripted_llm: bool = False,
+    **stack: Any,
 ) -> DemoResult:
     """Your recording is the caller: it is played in, the agent replies, then hang up."""
     from voxlane.cli.stack import local_stack
 
     audio = read_wav_16k(recording)
     factory = load_agent_factory(agent_file)
-    async with local_stack(console=console, **stack) as st:
+    llm = FakeLLM(SCRIPTED_LLM) if scripted_llm else None
+    async with local_stack(console=console, llm=llm, **stack) as st:
         session = AgentSession(stt=st.stt, vad=st.vad, llm=st.llm, tts=st.tts, close_timeout=4.0)
 
         async def script(caller: ScriptedCaller, turns: _AgentTurns) -> None:

@@ -16,6 +16,8 @@ from rich.console import Console
 def _run_call(coro: Coroutine[Any, Any, Any], *, fast: bool, console: Console) -> int:
     """Run a demo/console call; exit 0 only if every connection was closed."""
     from voxlane.cli.loader import AgentFileError
+    from voxlane.gateway.engines.base import EngineError
+    from voxlane.providers.llama_server import LlamaServerError
     from voxlane.testing.adversarial import release_all
     from voxlane.testing.virtual_time import VirtualTimeLoop
 
@@ -23,8 +25,9 @@ def _run_call(coro: Coroutine[Any, Any, Any], *, fast: bool, console: Console) -
         with asyncio.Runner(loop_factory=VirtualTimeLoop if fast else None) as runner:
             result = runner.run(coro)
             release_all()
-    except AgentFileError as exc:
+    except (AgentFileError, LlamaServerError, EngineError, ModuleNotFoundError) as exc:
         console.print(f"[red]error:[/] {exc}")
+        console.print("[dim]the local stack is installed by `make demo`; or use --fake[/]")
         return 2
     return 0 if result.report["close"]["open_connections_after"] == 0 else 1
 
@@ -55,7 +58,12 @@ def _console(args: argparse.Namespace) -> int:
 
     console = Console(highlight=False)
     coro = run_console(
-        Path(args.input), Path(args.out), Path(args.agent), console, **_stack_options(args)
+        Path(args.input),
+        Path(args.out),
+        Path(args.agent),
+        console,
+        scripted_llm=args.llm == "scripted",
+        **_stack_options(args),
     )
     return _run_call(coro, fast=False, console=console)
 
@@ -93,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     con = sub.add_parser("console", help="call an agent with your own recording")
     con.add_argument("--input", required=True, help="a 16-bit PCM WAV file (any rate)")
     con.add_argument("--out", default="out/console")
+    con.add_argument("--llm", default="local", choices=["local", "scripted"])
     _add_stack_options(con)
     con.set_defaults(func=_console)
 
