@@ -103,10 +103,23 @@ class Gateway:
 
     async def __aenter__(self) -> Gateway:
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "voxlane.gateway", "--port", "0", "--api-key", KEY,
-            "--stt-engine", self.engine, "--max-sessions", str(self.max_sessions),
-            "--idle-timeout", "60", "--log-level", "WARNING",
-            stdout=subprocess.PIPE, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+            sys.executable,
+            "-m",
+            "voxlane.gateway",
+            "--port",
+            "0",
+            "--api-key",
+            KEY,
+            "--stt-engine",
+            self.engine,
+            "--max-sessions",
+            str(self.max_sessions),
+            "--idle-timeout",
+            "60",
+            "--log-level",
+            "WARNING",
+            stdout=subprocess.PIPE,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
         )
         assert self.proc.stdout is not None
         async with asyncio.timeout(120):
@@ -132,8 +145,13 @@ async def one_stream(url: str, pcm: bytes, *, paced: bool) -> dict[str, Any]:
     """Stream ``pcm``; return finals with their latency and the total processing time."""
     loop = asyncio.get_running_loop()
     finals: list[tuple[str, float]] = []
-    async with connect(url, additional_headers={"Authorization": f"Bearer {KEY}"},
-                       open_timeout=30, close_timeout=5, max_size=None) as ws:
+    async with connect(
+        url,
+        additional_headers={"Authorization": f"Bearer {KEY}"},
+        open_timeout=30,
+        close_timeout=5,
+        max_size=None,
+    ) as ws:
         await ws.send(p.encode_client_message(p.SessionCreate()))
         created = p.parse_server_event(str(await ws.recv()))
         if not isinstance(created, p.SessionCreated):
@@ -195,13 +213,18 @@ async def bench_engine(engine: str, pcm: bytes, args: argparse.Namespace) -> dic
             complete = len(ok) == n and all(len(r["finals"]) == len(SENTENCES) for r in ok)
             p95 = pct(lat, 0.95)
             realtime = complete and p95 is not None and p95 <= args.latency_budget
-            levels.append({
-                "streams": n, "realtime": realtime, "all_finals": complete,
-                "latency_p50_s": pct(lat, 0.5), "latency_p95_s": p95,
-                "latency_max_s": round(max(lat), 3) if lat else None,
-                "wall_s": round(time.monotonic() - t, 1),
-                "errors": [repr(r) for r in results if isinstance(r, BaseException)][:3],
-            })
+            levels.append(
+                {
+                    "streams": n,
+                    "realtime": realtime,
+                    "all_finals": complete,
+                    "latency_p50_s": pct(lat, 0.5),
+                    "latency_p95_s": p95,
+                    "latency_max_s": round(max(lat), 3) if lat else None,
+                    "wall_s": round(time.monotonic() - t, 1),
+                    "errors": [repr(r) for r in results if isinstance(r, BaseException)][:3],
+                }
+            )
             if not args.json:
                 print(f"  {engine} streams={n}: {levels[-1]}", file=sys.stderr)
             if not realtime:
@@ -219,8 +242,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="voxlane-bench-") as tmp:
         pcm = synthesize(Path(tmp))
     result: dict[str, Any] = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "platform": platform.platform()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
         "latency_budget_s": args.latency_budget,
         "endpointer_hangover_s": 0.5,
         "engines": [],
@@ -234,8 +260,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--engines", default="pocketsphinx,whisper")
     parser.add_argument("--max-streams", type=int, default=32)
-    parser.add_argument("--latency-budget", type=float, default=1.5,
-                        help="p95 final latency (s, incl. 0.5 s hangover) to count as real-time")
+    parser.add_argument(
+        "--latency-budget",
+        type=float,
+        default=1.5,
+        help="p95 final latency (s, incl. 0.5 s hangover) to count as real-time",
+    )
     parser.add_argument("--json", action="store_true", help="print exactly one JSON object")
     args = parser.parse_args()
     result = asyncio.run(main_async(args))
@@ -243,13 +273,17 @@ def main() -> int:
         print(json.dumps(result))
     else:
         for e in result["engines"]:
-            print(f"{e['engine']}: RTF {e['rtf']}  WER {e['wer']}  "
-                  f"max real-time streams {e['max_realtime_streams']}  "
-                  f"latency p50 {e['latency_p50_s']} s p95 {e['latency_p95_s']} s")
+            print(
+                f"{e['engine']}: RTF {e['rtf']}  WER {e['wer']}  "
+                f"max real-time streams {e['max_realtime_streams']}  "
+                f"latency p50 {e['latency_p50_s']} s p95 {e['latency_p95_s']} s"
+            )
             for lv in e["levels"]:
-                print(f"    {lv['streams']:>3} streams: realtime={lv['realtime']} "
-                      f"p50={lv['latency_p50_s']} p95={lv['latency_p95_s']} "
-                      f"max={lv['latency_max_s']}")
+                print(
+                    f"    {lv['streams']:>3} streams: realtime={lv['realtime']} "
+                    f"p50={lv['latency_p50_s']} p95={lv['latency_p95_s']} "
+                    f"max={lv['latency_max_s']}"
+                )
     return 0
 
 

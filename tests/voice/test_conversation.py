@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from voice_helpers import ScriptAgent, start_harness
 
 from voxlane import AgentState, RunContext
@@ -160,4 +161,25 @@ async def test_async_listeners_are_refused() -> None:
         assert "async" in str(exc)
     else:
         raise AssertionError("async listener accepted")
+    await h.session.aclose()
+
+
+async def test_turn_metrics_follow_the_pipeline() -> None:
+    from voxlane.testing import FakeTTS
+
+    h = await start_harness(
+        ScriptAgent(greeting=None),
+        replies=[FakeReply("Sure.", delay=0.25)],
+        tts=FakeTTS(first_frame_delay=0.1),
+        min_endpoint_delay=0.5,
+    )
+    seen: list[Any] = []
+    h.session.on("turn_metrics", seen.append)
+    await h.caller.say("hello there", trailing_silence=3.0)
+    assert len(seen) == 1
+    parts = seen[0].parts_ms()
+    assert parts["end_of_speech_to_commit"] == pytest.approx(500, abs=25)
+    assert parts["llm_first_token"] == pytest.approx(250, abs=1)
+    assert parts["first_token_to_tts_audio"] == pytest.approx(100, abs=1)
+    assert parts["end_of_speech_to_first_audio"] == pytest.approx(850, abs=30)
     await h.session.aclose()

@@ -99,7 +99,9 @@ class SpeechGenerator:
                         continue
                     if tts_stream is None:
                         tts_stream = self._open(tts.label, tts.stream())
-                        forward = self._spawn(self._forward_audio(tts_stream), f"{handle.id}/audio")
+                        forward = self._spawn(
+                            self._forward_audio(tts_stream, handle), f"{handle.id}/audio"
+                        )
                     tts_stream.push_text(piece)
                     self._svc.usage.tts_chars += len(piece)
             if tts_stream is not None and forward is not None and output is not None:
@@ -113,15 +115,22 @@ class SpeechGenerator:
             if tts_stream is not None:
                 await self._release(tts_stream)
 
-    async def _forward_audio(self, tts_stream: ProviderStream) -> None:
+    async def _forward_audio(self, tts_stream: ProviderStream, handle: SpeechHandle) -> None:
         output = self._svc.audio_output
         assert output is not None
         first = True
         async for frame in tts_stream:  # type: ignore[attr-defined]
             if first:
+                metrics = handle.metrics
+                if metrics is not None and metrics.tts_first_audio_at is None:
+                    metrics.tts_first_audio_at = self._svc.clock.now()
                 self._svc.set_agent_state(AgentState.SPEAKING)
-                first = False
             await output.capture_frame(frame)
+            if first:
+                first = False
+                if metrics is not None and metrics.first_audio_at is None:
+                    metrics.first_audio_at = self._svc.clock.now()
+                    self._svc.emit("turn_metrics", metrics)
 
     # -- replying -------------------------------------------------------------------------
     async def reply(self, handle: SpeechHandle, *, instructions: str | None = None) -> None:
@@ -138,12 +147,18 @@ class SpeechGenerator:
             calls: list[ToolCall] = []
             spoken: list[str] = []
 
+            if handle.metrics is not None and handle.metrics.llm_started_at is None:
+                handle.metrics.llm_started_at = self._svc.clock.now()
+
             async def text_of(
                 stream: Any = llm_stream, calls: list[ToolCall] = calls
             ) -> AsyncGenerator[str, None]:
                 async for chunk in stream:
                     calls.extend(chunk.tool_calls)
                     if chunk.delta:
+                        m = handle.metrics
+                        if m is not None and m.llm_first_token_at is None:
+                            m.llm_first_token_at = self._svc.clock.now()
                         yield chunk.delta
 
             try:

@@ -58,6 +58,8 @@ class UserInput:
         self._vad_stream: VADStream | None = None
         self._feed: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self.speech_ended_at: float | None = None
+        self.final_at: float | None = None
         self._stt_quiet = asyncio.Event()  # set when no trailing final is expected
         self._stt_quiet.set()
 
@@ -92,7 +94,8 @@ class UserInput:
 
     def _speech_ended(self) -> None:
         old = self.tracker.state
-        self.tracker.on_speech_end(self._clock.now())
+        self.speech_ended_at = self._clock.now()
+        self.tracker.on_speech_end(self.speech_ended_at)
         if old is not self.tracker.state:
             self._listener.on_user_state(old, self.tracker.state)
         self._wake.set()
@@ -111,7 +114,8 @@ class UserInput:
                     self.tracker.on_interim(ev.text)
                     self._listener.on_transcript(ev.text, False)
                 elif ev.type is SpeechEventType.FINAL_TRANSCRIPT:
-                    self.tracker.on_final(ev.text, self._clock.now())
+                    self.final_at = self._clock.now()
+                    self.tracker.on_final(ev.text, self.final_at)
                     self._stt_quiet.set()
                     if ev.text.strip():
                         self._listener.on_transcript(ev.text, True)

@@ -41,6 +41,7 @@ from voxlane.voice.events import (
     ErrorEvent,
     EventEmitter,
     SpeechCreated,
+    TurnMetrics,
     UserInputTranscribed,
     UserStateChanged,
 )
@@ -373,10 +374,14 @@ class AgentSession(EventEmitter):
             return
         message = self.add_to_history(ChatMessage("user", text, at_s=self.session_time()))
         activity = self._activity
+        metrics = TurnMetrics(committed_at=self._clock.now())
+        if self._input is not None:
+            metrics.speech_ended_at = self._input.speech_ended_at
+            metrics.final_at = self._input.final_at
 
         def reply() -> None:
             if self.state is SessionState.RUNNING and self._llm is not None:
-                self.generate_reply()
+                self.generate_reply().metrics = metrics
 
         activity.on_user_turn(message, reply)
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from voxlane.core.scheduling import PRIORITY_NORMAL
 from voxlane.core.states import SpeechEvent, SpeechState, speech_machine
+from voxlane.voice.events import TurnMetrics
 
 _ids = itertools.count(1)
 
@@ -31,6 +32,8 @@ class SpeechHandle:
         self._interrupted = False
         self._done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._interrupt_callbacks: list[Callable[[SpeechHandle], None]] = []
+        self.metrics: TurnMetrics | None = None
+        """Set for replies to a user turn: the pipeline fills in its timestamps."""
 
     def __repr__(self) -> str:
         flag = " interrupted" if self._interrupted else ""
