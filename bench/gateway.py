@@ -53,7 +53,7 @@ FRAME = 640  # 20 ms at 16 kHz, PCM16
 FRAME_S = 0.02
 
 
-def synthesize(workdir: Path) -> bytes:
+def synthesize(workdir: Path, repeat: int) -> bytes:
     import soxr
 
     flite = shutil.which("flite")
@@ -68,7 +68,7 @@ def synthesize(workdir: Path) -> bytes:
             pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
         pcm16 = np.asarray(soxr.resample(pcm, rate, 16000), dtype="<i2").tobytes()
         parts.append(b"\0\0" * 4800 + pcm16 + b"\0\0" * 12800)  # 0.3 s + speech + 0.8 s
-    return b"".join(parts)
+    return b"".join(parts) * repeat
 
 
 def words(text: str) -> list[str]:
@@ -174,7 +174,7 @@ async def one_stream(url: str, pcm: bytes, *, paced: bool) -> dict[str, Any]:
 
 async def bench_engine(engine: str, pcm: bytes, args: argparse.Namespace) -> dict[str, Any]:
     audio_s = len(pcm) / 2 / 16000
-    ref = words(" ".join(SENTENCES))
+    ref = words(" ".join(SENTENCES)) * args.repeat
     out: dict[str, Any] = {"engine": engine, "audio_s_per_stream": round(audio_s, 2)}
     async with Gateway(engine, max_sessions=max(args.max_streams, 1)) as gw:
         await one_stream(gw.url, pcm[: 16000 * 2], paced=False)  # warm-up
@@ -192,7 +192,8 @@ async def bench_engine(engine: str, pcm: bytes, args: argparse.Namespace) -> dic
             )
             ok = [r for r in results if isinstance(r, dict)]
             lat = [lag for r in ok for _, lag in r["finals"]]
-            complete = len(ok) == n and all(len(r["finals"]) == len(SENTENCES) for r in ok)
+            expected = len(SENTENCES) * args.repeat
+            complete = len(ok) == n and all(len(r["finals"]) == expected for r in ok)
             p95 = pct(lat, 0.95)
             realtime = complete and p95 is not None and p95 <= args.latency_budget
             levels.append({
@@ -217,12 +218,13 @@ async def bench_engine(engine: str, pcm: bytes, args: argparse.Namespace) -> dic
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="voxlane-bench-") as tmp:
-        pcm = synthesize(Path(tmp))
+        pcm = synthesize(Path(tmp), args.repeat)
     result: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "platform": platform.platform()},
         "latency_budget_s": args.latency_budget,
         "endpointer_hangover_s": 0.5,
+        "utterances_per_stream": len(SENTENCES) * args.repeat,
         "engines": [],
     }
     for engine in args.engines.split(","):
@@ -236,6 +238,8 @@ def main() -> int:
     parser.add_argument("--max-streams", type=int, default=32)
     parser.add_argument("--latency-budget", type=float, default=1.5,
                         help="p95 final latency (s, incl. 0.5 s hangover) to count as real-time")
+    parser.add_argument("--repeat", type=int, default=2,
+                        help="times the 5 sentences are spoken per stream (15.8 s each)")
     parser.add_argument("--json", action="store_true", help="print exactly one JSON object")
     args = parser.parse_args()
     result = asyncio.run(main_async(args))
