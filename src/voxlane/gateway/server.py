@@ -20,6 +20,7 @@ import hmac
 import itertools
 import logging
 import threading
+from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -82,6 +83,8 @@ class GatewayConfig:
     load_timeout_s: float = 120.0
     #: Engine threads shared by all sessions (each session uses one at a time).
     engine_threads: int = 4
+    #: Records kept in ``GatewayServer.connection_log`` (oldest dropped first).
+    connection_log_size: int = 10000
 
     def __post_init__(self) -> None:
         if not self.api_key:
@@ -127,7 +130,7 @@ class GatewayServer:
         self._loop = asyncio.get_running_loop()
         self._ws_server: Server | None = None
         self._port = 0
-        self._log: list[ConnectionRecord] = []
+        self._log: deque[ConnectionRecord] = deque(maxlen=config.connection_log_size)
         self._records: dict[int, ConnectionRecord] = {}
         self._conn_ids = itertools.count(1)
         self._live: dict[SttConnection, asyncio.Task[None] | None] = {}
@@ -166,7 +169,8 @@ class GatewayServer:
 
     @property
     def connection_log(self) -> list[ConnectionRecord]:
-        """Every connection that reached the HTTP handshake, oldest first (a copy)."""
+        """Connections that reached the HTTP handshake, oldest first (a copy; the last
+        ``config.connection_log_size`` of them)."""
         return list(self._log)
 
     @property
