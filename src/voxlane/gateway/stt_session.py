@@ -183,6 +183,7 @@ class SttConnection:
             if await wait_until({self._closing}, deadline):
                 _log.warning("conn %d: close overran its budget", self._record.conn_id)
                 self.abort()
+                await cancel_and_wait(self._closing, self._loop.time() + 0.5)
             self._on_done(self)
 
     async def _read_loop(self) -> None:
@@ -208,7 +209,9 @@ class SttConnection:
                 await self._on_text(message)
 
     async def _on_text(self, text: str) -> None:
-        if len(text) > self._limits.max_frame_bytes:
+        if len(text) > self._limits.max_frame_bytes // 4 and (
+            len(text.encode()) > self._limits.max_frame_bytes
+        ):
             self._record.messages.append("invalid")
             self.begin_close("frame_too_large", p.ErrorCode.FRAME_TOO_LARGE)
             return
