@@ -120,6 +120,13 @@ def test_session_close_gets_session_closed_and_close_1000() -> None:
                 assert events == [{"type": "session.closed"}]
                 assert ws.close_code == 1000
             record = server.connection_log[-1]
+            stats = server.statistics()
+            assert (stats.live_sessions, stats.connections_seen) == (0, 1)
+            for _ in range(100):  # the handler returns right after the closing handshake
+                if server.statistics().live_connections == 0:
+                    break
+                await asyncio.sleep(0.01)
+            assert server.statistics().live_connections == 0
             assert record.messages == ["session.create", "session.close"]
             assert record.close_reason == "client_close" and record.close_code == 1000
             assert server.live_sessions == 0

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import itertools
 import logging
 import threading
 from collections import deque
@@ -37,7 +36,13 @@ from voxlane.gateway.engines import SttEngine, make_stt_engine
 from voxlane.gateway.faults import FaultPlan
 from voxlane.gateway.stt_session import SessionLimits, SttConnection
 
-__all__ = ["GatewayConfig", "GatewayServer", "shared_stt_engine", "start_gateway"]
+__all__ = [
+    "GatewayConfig",
+    "GatewayServer",
+    "GatewayStatistics",
+    "shared_stt_engine",
+    "start_gateway",
+]
 
 _log = logging.getLogger("voxlane.gateway")
 
@@ -110,6 +115,17 @@ class _Slots:
         self.in_use -= 1
 
 
+@dataclass(frozen=True, slots=True)
+class GatewayStatistics:
+    engine: str
+    live_connections: int
+    live_sessions: int
+    max_sessions: int
+    #: Connections that reached the HTTP handshake since start (refused ones included).
+    connections_seen: int
+    closing: bool
+
+
 _Handler = Callable[[ServerConnection, ConnectionRecord], Awaitable[None]]
 
 
@@ -132,7 +148,7 @@ class GatewayServer:
         self._port = 0
         self._log: deque[ConnectionRecord] = deque(maxlen=config.connection_log_size)
         self._records: dict[int, ConnectionRecord] = {}
-        self._conn_ids = itertools.count(1)
+        self._conn_seq = 0
         self._live: dict[SttConnection, asyncio.Task[None] | None] = {}
         self._slots = _Slots(config.max_sessions)
         self._closing: asyncio.Task[None] | None = None
@@ -182,6 +198,23 @@ class GatewayServer:
     def closed(self) -> bool:
         return self._closing is not None and self._closing.done()
 
+    def statistics(self) -> GatewayStatistics:
+        """A snapshot of the server's counters (never blocks)."""
+        return GatewayStatistics(
+            engine=self._engine.name,
+            live_connections=len(self._live),
+            live_sessions=self._slots.in_use,
+            max_sessions=self._config.max_sessions,
+            connections_seen=self._conn_seq,
+            closing=self._closing is not None,
+        )
+
+    async def __aenter__(self) -> GatewayServer:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
     async def aclose(self) -> None:
         """Shut down, bounded by ``config.shutdown_timeout_s`` (+ a small margin).
 
@@ -219,8 +252,9 @@ class GatewayServer:
 
     def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
         remote = conn.remote_address
+        self._conn_seq += 1
         record = ConnectionRecord(
-            conn_id=next(self._conn_ids),
+            conn_id=self._conn_seq,
             remote_port=int(remote[1]) if remote else None,
             path=request.path,
             opened_at=self._loop.time(),
