@@ -1,9 +1,8 @@
 """One ``/v1/stt`` connection: its state machine, its engine worker and its one close.
 
-State of a connection (transitions are data, see ``_TRANSITIONS``)::
-
-    AWAITING_CREATE --session.create ok--> ACTIVE
-    AWAITING_CREATE / ACTIVE --close requested (any reason)--> CLOSING --> CLOSED
+What each client frame does is decided by the pure rules of
+:mod:`voxlane.gateway.stt_rules` (states, transitions, decisions); this module carries
+the decisions out.
 
 Tasks: the websocket handler task reads the socket (the *reader*, see :meth:`run`); an
 ACTIVE session owns one *worker* task that feeds the engine, in order, from a bounded queue
@@ -17,24 +16,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import itertools
 import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Final, ParamSpec, Protocol, TypeVar
+from typing import ParamSpec, Protocol, TypeVar
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from voxlane.gateway import protocol as p
+from voxlane.gateway import stt_rules as rules
 from voxlane.gateway._aio import cancel_and_wait, wait_until
 from voxlane.gateway.connlog import ConnectionRecord
 from voxlane.gateway.engines import ENGINE_SAMPLE_RATE, Recognizer, SttEngine
 from voxlane.gateway.faults import GARBAGE_FRAMES, FaultPlan
 from voxlane.gateway.resample import Resampler
+from voxlane.gateway.stt_rules import State
 
 __all__ = ["SessionLimits", "SessionSlots", "SttConnection"]
 
@@ -42,21 +42,6 @@ _log = logging.getLogger("voxlane.gateway")
 _session_counter = itertools.count(1)
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
-
-
-class State(enum.Enum):
-    AWAITING_CREATE = "awaiting_create"
-    ACTIVE = "active"
-    CLOSING = "closing"
-    CLOSED = "closed"
-
-
-_TRANSITIONS: Final[dict[State, frozenset[State]]] = {
-    State.AWAITING_CREATE: frozenset({State.ACTIVE, State.CLOSING}),
-    State.ACTIVE: frozenset({State.CLOSING}),
-    State.CLOSING: frozenset({State.CLOSED}),
-    State.CLOSED: frozenset(),
-}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -113,8 +98,6 @@ class _SerialRecognizer:
                 self._rec.close()
 
 
-_FINALIZE: Final = "finalize"
-_DRAIN_AND_CLOSE: Final = "close"
 _QueueItem = bytes | str
 
 
@@ -162,9 +145,7 @@ class SttConnection:
         return self._record
 
     def _set_state(self, new: State) -> None:
-        if new not in _TRANSITIONS[self._state]:
-            raise RuntimeError(f"illegal transition {self._state.name} -> {new.name}")
-        self._state = new
+        self._state = rules.check_transition(self._state, new)
 
     # ------------------------------------------------------------------ reader
 
@@ -174,10 +155,10 @@ class SttConnection:
             await self._read_loop()
         except Exception:
             _log.exception("conn %d: internal error", self._record.conn_id)
-            self.begin_close("internal_error", p.ErrorCode.INTERNAL_ERROR)
+            self._close_with(rules.INTERNAL)
         finally:
             # The peer vanished or the loop ended without a close: still run the one close.
-            self.begin_close("peer_gone", None)
+            self._close_with(rules.PEER_GONE)
             assert self._closing is not None
             deadline = self._loop.time() + self._limits.close_timeout_s + 1.0
             if await wait_until({self._closing}, deadline):
@@ -197,7 +178,7 @@ class SttConnection:
                 async with asyncio.timeout_at(deadline):
                     message = await self._ws.recv()
             except TimeoutError:
-                self.begin_close("idle_timeout", p.ErrorCode.IDLE_TIMEOUT)
+                self._close_with(rules.IDLE)
                 return
             except ConnectionClosed:
                 return
@@ -209,40 +190,29 @@ class SttConnection:
                 await self._on_text(message)
 
     async def _on_text(self, text: str) -> None:
-        if len(text) > self._limits.max_frame_bytes // 4 and (
-            len(text.encode()) > self._limits.max_frame_bytes
-        ):
-            self._record.messages.append("invalid")
-            self.begin_close("frame_too_large", p.ErrorCode.FRAME_TOO_LARGE)
-            return
-        try:
-            msg = p.parse_client_text(text)
-        except p.ProtocolViolation as exc:
-            self._record.messages.append("invalid")
-            await self._send_error(exc.code, exc.message)
-            return
-        self._record.messages.append(msg.type)
-        if isinstance(msg, p.SessionCreate):
-            await self._on_create(msg.settings)
-        elif isinstance(msg, p.SessionFinalize):
-            if self._state is not State.ACTIVE:
-                await self._send_error(p.ErrorCode.SESSION_NOT_CREATED)
-            else:
-                await self._enqueue(_FINALIZE)
-        elif self._state is State.ACTIVE:
-            # session.close: drain what was queued (a finalize sent just before close
-            # still gets its transcript), then session.closed; bounded by the close budget.
-            await self._enqueue(_DRAIN_AND_CLOSE)
-            self.begin_close("client_close", None)
-        else:
-            self.begin_close("client_close", None)
+        decision = rules.decide_text(
+            self._state, text, max_frame_bytes=self._limits.max_frame_bytes
+        )
+        self._record.messages.append(decision.label)
+        await self._apply(decision)
+
+    async def _apply(self, decision: rules.Decision) -> None:
+        """Carry out a decision of the rules, in the documented order."""
+        if decision.reply is not None:
+            self._record.errors_sent.append(decision.reply.code)
+            await self._send(decision.reply)
+        if decision.create is not None:
+            await self._on_create(decision.create)
+        if decision.restart_idle:
+            self._idle_deadline = self._loop.time() + self._limits.idle_timeout_s
+        if decision.enqueue is not None:
+            await self._enqueue(decision.enqueue)
+        if decision.close is not None:
+            self._close_with(decision.close)
 
     async def _on_create(self, settings: p.SessionSettings) -> None:
-        if self._state is not State.AWAITING_CREATE:
-            await self._send_error(p.ErrorCode.SESSION_ALREADY_CREATED)
-            return
         if not self._slots.try_acquire():
-            self.begin_close("server_busy", p.ErrorCode.SERVER_BUSY)
+            self._close_with(rules.BUSY)
             return
         self._has_slot = True
         starter = asyncio.ensure_future(
@@ -252,7 +222,7 @@ class SttConnection:
         if await wait_until({starter}, self._loop.time() + self._limits.create_timeout_s):
             starter.cancel()
             _log.error("conn %d: engine did not start a session in time", self._record.conn_id)
-            self.begin_close("engine_error", p.ErrorCode.ENGINE_ERROR)
+            self._close_with(rules.ENGINE_FAILED)
             return
         try:
             rec = starter.result()
@@ -263,7 +233,7 @@ class SttConnection:
             return
         except Exception as exc:  # third-party engine errors: translated here
             _log.error("conn %d: engine failed to start: %r", self._record.conn_id, exc)
-            self.begin_close("engine_error", p.ErrorCode.ENGINE_ERROR)
+            self._close_with(rules.ENGINE_FAILED)
             return
         if self._state is not State.AWAITING_CREATE:  # closed while the engine started
             await self._in_executor(rec.close)
@@ -297,20 +267,9 @@ class SttConnection:
             self.abort()
             self.begin_close("fault_drop", None)
             return
-        try:
-            p.check_audio_frame(data, max_frame_bytes=self._limits.max_frame_bytes)
-        except p.ProtocolViolation as exc:
-            if p.error_info(exc.code).fatal:
-                self.begin_close("frame_too_large", exc.code, exc.message)
-            else:
-                await self._send_error(exc.code, exc.message)
-            return
-        if self._state is not State.ACTIVE:
-            await self._send_error(p.ErrorCode.SESSION_NOT_CREATED)
-            return
-        self._idle_deadline = self._loop.time() + self._limits.idle_timeout_s
-        if data:
-            await self._enqueue(data)
+        await self._apply(
+            rules.decide_audio(self._state, data, max_frame_bytes=self._limits.max_frame_bytes)
+        )
 
     async def _enqueue(self, item: _QueueItem) -> None:
         """Put into the bounded engine queue; waiting is bounded by queue_timeout_s."""
@@ -321,7 +280,7 @@ class SttConnection:
             deadline = self._loop.time() + self._limits.queue_timeout_s
             if await wait_until({putter}, deadline):
                 await cancel_and_wait(putter, deadline + 1.0)
-                self.begin_close("overloaded", p.ErrorCode.OVERLOADED)
+                self._close_with(rules.OVERLOADED)
             return
         self._queue.put_nowait(item)
 
@@ -332,9 +291,9 @@ class SttConnection:
         try:
             while True:
                 item = await self._queue.get()
-                if item == _DRAIN_AND_CLOSE:
+                if item == rules.DRAIN_AND_CLOSE:
                     return
-                if item == _FINALIZE:
+                if item == rules.FINALIZE:
                     events = await self._in_executor(rec.finalize)
                     for evt in events:
                         await self._send(evt)
@@ -346,7 +305,7 @@ class SttConnection:
         except Exception as exc:  # third-party engine errors: translated here
             _log.error("conn %d: engine error: %r", self._record.conn_id, exc)
             # Not awaited here: the closing task cancels and awaits this worker.
-            self.begin_close("engine_error", p.ErrorCode.ENGINE_ERROR)
+            self._close_with(rules.ENGINE_FAILED)
 
     async def _in_executor(self, fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
         def call() -> _T:
@@ -407,7 +366,10 @@ class SttConnection:
 
     def request_shutdown(self) -> None:
         """Server shutdown: end this connection with ``session.closed`` and close 1000."""
-        self.begin_close("server_shutdown", None)
+        self._close_with(rules.SHUTDOWN)
+
+    def _close_with(self, order: rules.CloseOrder) -> None:
+        self.begin_close(order.reason, order.error, order.message)
 
     @property
     def closing_task(self) -> asyncio.Task[None] | None:
