@@ -426,7 +426,13 @@ class SttConnection:
             # The recognizer may still be busy in a thread (a slow decode): close it in
             # the executor behind its lock, bounded; past the deadline it is left to the
             # thread, which releases it when its call returns.
-            closer = asyncio.ensure_future(self._loop.run_in_executor(self._executor, rec.close))
+            try:
+                closer = asyncio.ensure_future(
+                    self._loop.run_in_executor(self._executor, rec.close)
+                )
+            except RuntimeError:  # executor already shut down (server closed past us)
+                _log.warning("conn %d: recognizer left unreleased", self._record.conn_id)
+                return
             with contextlib.suppress(Exception):
                 if await wait_until({closer}, max(deadline, self._loop.time() + 0.5)):
                     _log.warning("conn %d: recognizer close still running", self._record.conn_id)
