@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import API_KEY, client, create, drain_until_closed, run, silence, stream
+from gateway_helpers import API_KEY, client, create, drain_until_closed, run, silence, stream
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])

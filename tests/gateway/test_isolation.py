@@ -6,7 +6,7 @@ import asyncio
 import threading
 import time
 
-from helpers import client, create, drain_until_closed, events_until, gateway, run, silence
+from gateway_helpers import client, create, drain_until_closed, events_until, gateway, run, silence
 
 from voxlane.gateway import protocol as p
 from voxlane.gateway.engines import Recognizer, SpeechEvent

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import (
+from gateway_helpers import (
     HEADERS,
     SENTENCES,
     client,
