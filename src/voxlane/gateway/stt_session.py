@@ -132,8 +132,8 @@ class SttConnection:
         self._queue: asyncio.Queue[_QueueItem] = asyncio.Queue(maxsize=limits.queue_frames)
         self._worker: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[None] | None = None
-        self._created_at = self._loop.time()
-        self._idle_deadline = self._created_at + limits.idle_timeout_s
+        # Before session.create the same idle budget applies from the handshake on.
+        self._idle_deadline = self._loop.time() + limits.idle_timeout_s
         self._early_idle_deadline: float | None = None
 
     @property
@@ -315,21 +315,25 @@ class SttConnection:
 
     # ------------------------------------------------------------------ sending
 
-    async def _send(self, evt: p.ServerEvent) -> None:
-        await self._send_raw(p.encode_server_event(evt))
+    async def _send(self, evt: p.ServerEvent, *, deadline: float | None = None) -> None:
+        await self._send_raw(p.encode_server_event(evt), deadline=deadline)
 
     async def _send_error(self, code: p.ErrorCode, message: str | None = None) -> None:
         self._record.errors_sent.append(int(code))
         await self._send(p.error_event(code, message))
 
-    async def _send_raw(self, text: str) -> None:
-        """Send one text frame within send_timeout_s; a peer that does not read is aborted."""
+    async def _send_raw(self, text: str, *, deadline: float | None = None) -> None:
+        """Send one text frame within send_timeout_s (or by ``deadline`` if sooner); a
+        peer that does not read in time is aborted."""
         if self._faults.response_delay_s > 0:
             await asyncio.sleep(self._faults.response_delay_s)
+        limit = self._loop.time() + self._limits.send_timeout_s
+        if deadline is not None:
+            limit = min(limit, deadline)
         try:
             # Bounded: websockets' send only waits for the transport to drain, and a
             # cancelled drain returns at once (no CancelledError is swallowed there).
-            async with asyncio.timeout(self._limits.send_timeout_s):
+            async with asyncio.timeout_at(limit):
                 await self._ws.send(text)
         except TimeoutError:
             _log.warning("conn %d: send timed out; aborting", self._record.conn_id)
@@ -371,10 +375,6 @@ class SttConnection:
     def _close_with(self, order: rules.CloseOrder) -> None:
         self.begin_close(order.reason, order.error, order.message)
 
-    @property
-    def closing_task(self) -> asyncio.Task[None] | None:
-        return self._closing
-
     async def _close(self, reason: str, error: p.ErrorCode | None, message: str | None) -> None:
         deadline = self._loop.time() + self._limits.close_timeout_s
         worker = self._worker
@@ -391,10 +391,11 @@ class SttConnection:
             self._release_slot()
             if reason not in ("peer_gone", "fault_drop"):
                 if error is None:
-                    await self._send(p.SessionClosed())
+                    await self._send(p.SessionClosed(), deadline=deadline)
                     code = 1000
                 else:
-                    await self._send_error(error, message)
+                    self._record.errors_sent.append(int(error))
+                    await self._send(p.error_event(error, message), deadline=deadline)
                     code = p.error_info(error).close_code or 1000
                 self._record.close_code = code
                 closer = asyncio.ensure_future(self._ws.close(code))
@@ -405,7 +406,7 @@ class SttConnection:
                 self.abort()
         finally:
             await self._release(deadline)
-            self._state = State.CLOSED
+            self._set_state(State.CLOSED)
             self._record.closed_at = self._loop.time()
             _log.info(
                 "conn %d: closed (session=%s, reason=%s, frames=%d)",
