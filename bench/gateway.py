@@ -95,9 +95,10 @@ def pct(values: list[float], q: float) -> float | None:
 class Gateway:
     """The gateway CLI as a child process; killed by PID on exit."""
 
-    def __init__(self, engine: str, max_sessions: int) -> None:
+    def __init__(self, engine: str, max_sessions: int, processes: int) -> None:
         self.engine = engine
         self.max_sessions = max_sessions
+        self.processes = processes
         self.proc: asyncio.subprocess.Process | None = None
         self.url = ""
 
@@ -106,6 +107,7 @@ class Gateway:
             sys.executable, "-m", "voxlane.gateway", "--port", "0", "--api-key", KEY,
             "--stt-engine", self.engine, "--max-sessions", str(self.max_sessions),
             "--idle-timeout", "60", "--log-level", "WARNING",
+            "--engine-processes", str(self.processes),
             stdout=subprocess.PIPE, env={**os.environ, "HF_HUB_OFFLINE": "1"},
         )
         assert self.proc.stdout is not None
@@ -175,8 +177,9 @@ async def one_stream(url: str, pcm: bytes, *, paced: bool) -> dict[str, Any]:
 async def bench_engine(engine: str, pcm: bytes, args: argparse.Namespace) -> dict[str, Any]:
     audio_s = len(pcm) / 2 / 16000
     ref = words(" ".join(SENTENCES)) * args.repeat
-    out: dict[str, Any] = {"engine": engine, "audio_s_per_stream": round(audio_s, 2)}
-    async with Gateway(engine, max_sessions=max(args.max_streams, 1)) as gw:
+    out: dict[str, Any] = {"engine": engine, "engine_processes": args.engine_processes,
+                           "audio_s_per_stream": round(audio_s, 2)}
+    async with Gateway(engine, max(args.max_streams, 1), args.engine_processes) as gw:
         await one_stream(gw.url, pcm[: 16000 * 2], paced=False)  # warm-up
         fast = await one_stream(gw.url, pcm, paced=False)
         out["rtf"] = round(fast["processing_s"] / audio_s, 4)
@@ -238,6 +241,8 @@ def main() -> int:
     parser.add_argument("--max-streams", type=int, default=32)
     parser.add_argument("--latency-budget", type=float, default=1.5,
                         help="p95 final latency (s, incl. 0.5 s hangover) to count as real-time")
+    parser.add_argument("--engine-processes", type=int, default=0,
+                        help="gateway --engine-processes (0: engine threads in-process)")
     parser.add_argument("--repeat", type=int, default=2,
                         help="times the 5 sentences are spoken per stream (15.8 s each)")
     parser.add_argument("--json", action="store_true", help="print exactly one JSON object")

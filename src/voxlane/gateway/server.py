@@ -33,6 +33,7 @@ from voxlane.gateway import protocol as p
 from voxlane.gateway._aio import wait_until
 from voxlane.gateway.connlog import ConnectionRecord
 from voxlane.gateway.engines import SttEngine, make_stt_engine
+from voxlane.gateway.engines.procpool import ProcessPoolEngine
 from voxlane.gateway.faults import FaultPlan
 from voxlane.gateway.stt_session import SessionLimits, SttConnection
 
@@ -46,16 +47,25 @@ __all__ = [
 
 _log = logging.getLogger("voxlane.gateway")
 
-_engines: dict[str, SttEngine] = {}
+_engines: dict[str, SttEngine] = {}  # key: "name/processes"
 _engines_lock = threading.Lock()
 
 
-def shared_stt_engine(name: str) -> SttEngine:
-    """The process-wide engine of that name (models are loaded once per process)."""
+def shared_stt_engine(name: str, processes: int = 0) -> SttEngine:
+    """The process-wide engine of that name (models are loaded once per process).
+
+    ``processes`` > 0 runs the recognizers in that many worker processes instead of
+    threads of this process (see :mod:`voxlane.gateway.engines.procpool`).
+    """
+    key = f"{name}/{processes}"
     with _engines_lock:
-        engine = _engines.get(name)
+        engine = _engines.get(key)
         if engine is None:
-            engine = _engines[name] = make_stt_engine(name)
+            if processes > 0:
+                engine = ProcessPoolEngine(name, processes=processes)
+            else:
+                engine = make_stt_engine(name)
+            _engines[key] = engine
         return engine
 
 
@@ -88,6 +98,9 @@ class GatewayConfig:
     load_timeout_s: float = 120.0
     #: Engine threads shared by all sessions (each session uses one at a time).
     engine_threads: int = 4
+    #: Worker processes hosting the recognizers (0: threads of this process). pocketsphinx
+    #: holds the GIL while decoding: with N processes it uses N cores.
+    engine_processes: int = 0
     #: Records kept in ``GatewayServer.connection_log`` (oldest dropped first).
     connection_log_size: int = 10000
 
@@ -96,6 +109,8 @@ class GatewayConfig:
             raise ValueError("api_key must be a non-empty string")
         if self.idle_timeout_s <= 0 or self.max_sessions < 1 or self.max_frame_bytes < 2:
             raise ValueError("idle_timeout_s, max_sessions and max_frame_bytes must be > 0")
+        if self.engine_processes < 0 or self.engine_threads < 1:
+            raise ValueError("engine_processes must be >= 0 and engine_threads >= 1")
 
 
 class _Slots:
@@ -359,7 +374,7 @@ async def start_gateway(
     EngineError if the engine is not installed.
     """
     engine = (
-        shared_stt_engine(config.stt_engine)
+        shared_stt_engine(config.stt_engine, config.engine_processes)
         if isinstance(config.stt_engine, str)
         else config.stt_engine
     )
