@@ -59,6 +59,12 @@ def test_a_killed_worker_ends_its_session_with_2011_and_others_go_on() -> None:
             events = await drain_until_closed(ws)
             assert [e.get("code") for e in events] == [2011]
             assert ws.close_code == 1011
+            async with client(server.stt_url) as again:  # a fresh worker replaces it
+                assert (await create(again))["type"] == "session.created"
+                await again.send(p.encode_client_message(p.SessionFinalize()))
+                assert (await events_until(again, "session.finalized"))[-1]["type"] == (
+                    "session.finalized"
+                )
 
     try:
         run(main())

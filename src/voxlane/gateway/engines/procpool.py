@@ -137,6 +137,7 @@ class ProcessPoolEngine:
         self._processes = processes
         self._workers: list[_Worker] = []
         self._lock = threading.Lock()
+        self._revive_lock = threading.Lock()
         self._ids = itertools.count(1)
 
     def load(self) -> None:
@@ -151,8 +152,28 @@ class ProcessPoolEngine:
             # Model loading is slow (whisper) but bounded: 120 s per worker.
             worker.call("load", 0, None, 120.0)
 
+    def _revive(self) -> None:
+        """Replace dead workers (a crash, a kill, a timed-out call) with fresh ones."""
+        with self._revive_lock:
+            with self._lock:
+                dead = [i for i, w in enumerate(self._workers) if not w.proc.is_alive()]
+            for i in dead:
+                fresh = _Worker(self._engine_name, mp.get_context("spawn"))
+                try:
+                    fresh.call("load", 0, None, 120.0)
+                except EngineError:
+                    fresh.proc.kill()
+                    raise
+                with self._lock:
+                    if i >= len(self._workers):  # closed meanwhile
+                        fresh.proc.kill()
+                        return
+                    old, self._workers[i] = self._workers[i], fresh
+                old.conn.close()
+
     def new_recognizer(self, settings: SessionSettings) -> Recognizer:
         self.load()
+        self._revive()
         with self._lock:
             alive = [w for w in self._workers if w.proc.is_alive()]
             if not alive:
