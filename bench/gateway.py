@@ -53,7 +53,7 @@ FRAME = 640  # 20 ms at 16 kHz, PCM16
 FRAME_S = 0.02
 
 
-def synthesize(workdir: Path) -> bytes:
+def synthesize(workdir: Path, repeat: int) -> bytes:
     import soxr
 
     flite = shutil.which("flite")
@@ -68,7 +68,7 @@ def synthesize(workdir: Path) -> bytes:
             pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
         pcm16 = np.asarray(soxr.resample(pcm, rate, 16000), dtype="<i2").tobytes()
         parts.append(b"\0\0" * 4800 + pcm16 + b"\0\0" * 12800)  # 0.3 s + speech + 0.8 s
-    return b"".join(parts)
+    return b"".join(parts) * repeat
 
 
 def words(text: str) -> list[str]:
@@ -95,31 +95,20 @@ def pct(values: list[float], q: float) -> float | None:
 class Gateway:
     """The gateway CLI as a child process; killed by PID on exit."""
 
-    def __init__(self, engine: str, max_sessions: int) -> None:
+    def __init__(self, engine: str, max_sessions: int, processes: int) -> None:
         self.engine = engine
         self.max_sessions = max_sessions
+        self.processes = processes
         self.proc: asyncio.subprocess.Process | None = None
         self.url = ""
 
     async def __aenter__(self) -> Gateway:
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "voxlane.gateway",
-            "--port",
-            "0",
-            "--api-key",
-            KEY,
-            "--stt-engine",
-            self.engine,
-            "--max-sessions",
-            str(self.max_sessions),
-            "--idle-timeout",
-            "60",
-            "--log-level",
-            "WARNING",
-            stdout=subprocess.PIPE,
-            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+            sys.executable, "-m", "voxlane.gateway", "--port", "0", "--api-key", KEY,
+            "--stt-engine", self.engine, "--max-sessions", str(self.max_sessions),
+            "--idle-timeout", "60", "--log-level", "WARNING",
+            "--engine-processes", str(self.processes),
+            stdout=subprocess.PIPE, env={**os.environ, "HF_HUB_OFFLINE": "1"},
         )
         assert self.proc.stdout is not None
         async with asyncio.timeout(120):
@@ -145,13 +134,8 @@ async def one_stream(url: str, pcm: bytes, *, paced: bool) -> dict[str, Any]:
     """Stream ``pcm``; return finals with their latency and the total processing time."""
     loop = asyncio.get_running_loop()
     finals: list[tuple[str, float]] = []
-    async with connect(
-        url,
-        additional_headers={"Authorization": f"Bearer {KEY}"},
-        open_timeout=30,
-        close_timeout=5,
-        max_size=None,
-    ) as ws:
+    async with connect(url, additional_headers={"Authorization": f"Bearer {KEY}"},
+                       open_timeout=30, close_timeout=5, max_size=None) as ws:
         await ws.send(p.encode_client_message(p.SessionCreate()))
         created = p.parse_server_event(str(await ws.recv()))
         if not isinstance(created, p.SessionCreated):
@@ -192,9 +176,10 @@ async def one_stream(url: str, pcm: bytes, *, paced: bool) -> dict[str, Any]:
 
 async def bench_engine(engine: str, pcm: bytes, args: argparse.Namespace) -> dict[str, Any]:
     audio_s = len(pcm) / 2 / 16000
-    ref = words(" ".join(SENTENCES))
-    out: dict[str, Any] = {"engine": engine, "audio_s_per_stream": round(audio_s, 2)}
-    async with Gateway(engine, max_sessions=max(args.max_streams, 1)) as gw:
+    ref = words(" ".join(SENTENCES)) * args.repeat
+    out: dict[str, Any] = {"engine": engine, "engine_processes": args.engine_processes,
+                           "audio_s_per_stream": round(audio_s, 2)}
+    async with Gateway(engine, max(args.max_streams, 1), args.engine_processes) as gw:
         await one_stream(gw.url, pcm[: 16000 * 2], paced=False)  # warm-up
         fast = await one_stream(gw.url, pcm, paced=False)
         out["rtf"] = round(fast["processing_s"] / audio_s, 4)
@@ -210,21 +195,17 @@ async def bench_engine(engine: str, pcm: bytes, args: argparse.Namespace) -> dic
             )
             ok = [r for r in results if isinstance(r, dict)]
             lat = [lag for r in ok for _, lag in r["finals"]]
-            complete = len(ok) == n and all(len(r["finals"]) == len(SENTENCES) for r in ok)
+            expected = len(SENTENCES) * args.repeat
+            complete = len(ok) == n and all(len(r["finals"]) == expected for r in ok)
             p95 = pct(lat, 0.95)
             realtime = complete and p95 is not None and p95 <= args.latency_budget
-            levels.append(
-                {
-                    "streams": n,
-                    "realtime": realtime,
-                    "all_finals": complete,
-                    "latency_p50_s": pct(lat, 0.5),
-                    "latency_p95_s": p95,
-                    "latency_max_s": round(max(lat), 3) if lat else None,
-                    "wall_s": round(time.monotonic() - t, 1),
-                    "errors": [repr(r) for r in results if isinstance(r, BaseException)][:3],
-                }
-            )
+            levels.append({
+                "streams": n, "realtime": realtime, "all_finals": complete,
+                "latency_p50_s": pct(lat, 0.5), "latency_p95_s": p95,
+                "latency_max_s": round(max(lat), 3) if lat else None,
+                "wall_s": round(time.monotonic() - t, 1),
+                "errors": [repr(r) for r in results if isinstance(r, BaseException)][:3],
+            })
             if not args.json:
                 print(f"  {engine} streams={n}: {levels[-1]}", file=sys.stderr)
             if not realtime:
@@ -240,15 +221,13 @@ async def bench_engine(engine: str, pcm: bytes, args: argparse.Namespace) -> dic
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="voxlane-bench-") as tmp:
-        pcm = synthesize(Path(tmp))
+        pcm = synthesize(Path(tmp), args.repeat)
     result: dict[str, Any] = {
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-        },
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "platform": platform.platform()},
         "latency_budget_s": args.latency_budget,
         "endpointer_hangover_s": 0.5,
+        "utterances_per_stream": len(SENTENCES) * args.repeat,
         "engines": [],
     }
     for engine in args.engines.split(","):
@@ -260,12 +239,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--engines", default="pocketsphinx,whisper")
     parser.add_argument("--max-streams", type=int, default=32)
-    parser.add_argument(
-        "--latency-budget",
-        type=float,
-        default=1.5,
-        help="p95 final latency (s, incl. 0.5 s hangover) to count as real-time",
-    )
+    parser.add_argument("--latency-budget", type=float, default=1.5,
+                        help="p95 final latency (s, incl. 0.5 s hangover) to count as real-time")
+    parser.add_argument("--engine-processes", type=int, default=0,
+                        help="gateway --engine-processes (0: engine threads in-process)")
+    parser.add_argument("--repeat", type=int, default=2,
+                        help="times the 5 sentences are spoken per stream (15.8 s each)")
     parser.add_argument("--json", action="store_true", help="print exactly one JSON object")
     args = parser.parse_args()
     result = asyncio.run(main_async(args))
@@ -273,17 +252,13 @@ def main() -> int:
         print(json.dumps(result))
     else:
         for e in result["engines"]:
-            print(
-                f"{e['engine']}: RTF {e['rtf']}  WER {e['wer']}  "
-                f"max real-time streams {e['max_realtime_streams']}  "
-                f"latency p50 {e['latency_p50_s']} s p95 {e['latency_p95_s']} s"
-            )
+            print(f"{e['engine']}: RTF {e['rtf']}  WER {e['wer']}  "
+                  f"max real-time streams {e['max_realtime_streams']}  "
+                  f"latency p50 {e['latency_p50_s']} s p95 {e['latency_p95_s']} s")
             for lv in e["levels"]:
-                print(
-                    f"    {lv['streams']:>3} streams: realtime={lv['realtime']} "
-                    f"p50={lv['latency_p50_s']} p95={lv['latency_p95_s']} "
-                    f"max={lv['latency_max_s']}"
-                )
+                print(f"    {lv['streams']:>3} streams: realtime={lv['realtime']} "
+                      f"p50={lv['latency_p50_s']} p95={lv['latency_p95_s']} "
+                      f"max={lv['latency_max_s']}")
     return 0
 
 

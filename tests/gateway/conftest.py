@@ -8,6 +8,7 @@ import pytest
 
 # No hub access here: faster-whisper must read the packaged model only.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# gateway_helpers.py: a unique module name, as other test folders may have helpers too.
 sys.path.insert(0, str(Path(__file__).parent))
 
 

@@ -14,15 +14,28 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from voxlane.gateway.connlog import ConnectionRecord
     from voxlane.gateway.faults import FaultPlan
-    from voxlane.gateway.server import GatewayConfig, GatewayServer, start_gateway
+    from voxlane.gateway.server import (
+        GatewayConfig,
+        GatewayServer,
+        GatewayStatistics,
+        start_gateway,
+    )
 
-__all__ = ["ConnectionRecord", "FaultPlan", "GatewayConfig", "GatewayServer", "start_gateway"]
+__all__ = [
+    "ConnectionRecord",
+    "FaultPlan",
+    "GatewayConfig",
+    "GatewayServer",
+    "GatewayStatistics",
+    "start_gateway",
+]
 
 _WHERE = {
     "ConnectionRecord": "voxlane.gateway.connlog",
     "FaultPlan": "voxlane.gateway.faults",
     "GatewayConfig": "voxlane.gateway.server",
     "GatewayServer": "voxlane.gateway.server",
+    "GatewayStatistics": "voxlane.gateway.server",
     "start_gateway": "voxlane.gateway.server",
 }
 

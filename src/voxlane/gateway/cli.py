@@ -35,6 +35,11 @@ def build_parser(prog: str = "voxlane gateway") -> argparse.ArgumentParser:
     parser.add_argument("--idle-timeout", type=float, default=30.0, metavar="SECONDS")
     parser.add_argument("--stt-engine", choices=STT_ENGINES, default="pocketsphinx")
     parser.add_argument("--max-sessions", type=int, default=8, metavar="N")
+    parser.add_argument(
+        "--engine-processes", type=int, default=0, metavar="N",
+        help="run recognizers in N worker processes (0: threads; pocketsphinx uses one "
+        "core per process)",
+    )
     parser.add_argument("--log-level", default="INFO")
     # Test-only fault injection (see voxlane.gateway.faults); deliberately undocumented.
     parser.add_argument("--fault", action="append", default=[], help=argparse.SUPPRESS)
@@ -80,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
             idle_timeout_s=args.idle_timeout,
             stt_engine=args.stt_engine,
             max_sessions=args.max_sessions,
+            engine_processes=args.engine_processes,
+            engine_threads=max(4, args.max_sessions),
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -87,7 +87,8 @@ class ErrorCode(IntEnum):
     UNKNOWN_MESSAGE_TYPE = 2002
     #: A known message with a missing or wrongly typed field. Non-fatal, not retryable.
     INVALID_MESSAGE = 2003
-    #: Audio, ``session.finalize`` or ``session.close`` before ``session.create``.
+    #: Audio or ``session.finalize`` before ``session.create`` (``session.close`` then is
+    #: answered with ``session.closed``).
     #: Non-fatal (the frame is dropped), not retryable.
     SESSION_NOT_CREATED = 2004
     #: ``session.create`` settings not supported (sample rate, encoding, language,

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import itertools
 import logging
 import threading
+from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,24 +33,40 @@ from voxlane.gateway import protocol as p
 from voxlane.gateway._aio import wait_until
 from voxlane.gateway.connlog import ConnectionRecord
 from voxlane.gateway.engines import SttEngine, make_stt_engine
+from voxlane.gateway.engines.procpool import ProcessPoolEngine
 from voxlane.gateway.faults import FaultPlan
 from voxlane.gateway.stt_session import SessionLimits, SttConnection
 from voxlane.gateway.tts_session import TtsConnection
 
-__all__ = ["GatewayConfig", "GatewayServer", "shared_stt_engine", "start_gateway"]
+__all__ = [
+    "GatewayConfig",
+    "GatewayServer",
+    "GatewayStatistics",
+    "shared_stt_engine",
+    "start_gateway",
+]
 
 _log = logging.getLogger("voxlane.gateway")
 
-_engines: dict[str, SttEngine] = {}
+_engines: dict[str, SttEngine] = {}  # key: "name/processes"
 _engines_lock = threading.Lock()
 
 
-def shared_stt_engine(name: str) -> SttEngine:
-    """The process-wide engine of that name (models are loaded once per process)."""
+def shared_stt_engine(name: str, processes: int = 0) -> SttEngine:
+    """The process-wide engine of that name (models are loaded once per process).
+
+    ``processes`` > 0 runs the recognizers in that many worker processes instead of
+    threads of this process (see :mod:`voxlane.gateway.engines.procpool`).
+    """
+    key = f"{name}/{processes}"
     with _engines_lock:
-        engine = _engines.get(name)
+        engine = _engines.get(key)
         if engine is None:
-            engine = _engines[name] = make_stt_engine(name)
+            if processes > 0:
+                engine = ProcessPoolEngine(name, processes=processes)
+            else:
+                engine = make_stt_engine(name)
+            _engines[key] = engine
         return engine
 
 
@@ -83,12 +99,19 @@ class GatewayConfig:
     load_timeout_s: float = 120.0
     #: Engine threads shared by all sessions (each session uses one at a time).
     engine_threads: int = 4
+    #: Worker processes hosting the recognizers (0: threads of this process). pocketsphinx
+    #: holds the GIL while decoding: with N processes it uses N cores.
+    engine_processes: int = 0
+    #: Records kept in ``GatewayServer.connection_log`` (oldest dropped first).
+    connection_log_size: int = 10000
 
     def __post_init__(self) -> None:
         if not self.api_key:
             raise ValueError("api_key must be a non-empty string")
         if self.idle_timeout_s <= 0 or self.max_sessions < 1 or self.max_frame_bytes < 2:
             raise ValueError("idle_timeout_s, max_sessions and max_frame_bytes must be > 0")
+        if self.engine_processes < 0 or self.engine_threads < 1:
+            raise ValueError("engine_processes must be >= 0 and engine_threads >= 1")
 
 
 class _Slots:
@@ -106,6 +129,17 @@ class _Slots:
 
     def release(self) -> None:
         self.in_use -= 1
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayStatistics:
+    engine: str
+    live_connections: int
+    live_sessions: int
+    max_sessions: int
+    #: Connections that reached the HTTP handshake since start (refused ones included).
+    connections_seen: int
+    closing: bool
 
 
 _Handler = Callable[[ServerConnection, ConnectionRecord], Awaitable[None]]
@@ -128,9 +162,9 @@ class GatewayServer:
         self._loop = asyncio.get_running_loop()
         self._ws_server: Server | None = None
         self._port = 0
-        self._log: list[ConnectionRecord] = []
+        self._log: deque[ConnectionRecord] = deque(maxlen=config.connection_log_size)
         self._records: dict[int, ConnectionRecord] = {}
-        self._conn_ids = itertools.count(1)
+        self._conn_seq = 0
         self._live: dict[SttConnection | TtsConnection, asyncio.Task[None] | None] = {}
         self._slots = _Slots(config.max_sessions)
         self._closing: asyncio.Task[None] | None = None
@@ -175,7 +209,8 @@ class GatewayServer:
 
     @property
     def connection_log(self) -> list[ConnectionRecord]:
-        """Every connection that reached the HTTP handshake, oldest first (a copy)."""
+        """Connections that reached the HTTP handshake, oldest first (a copy; the last
+        ``config.connection_log_size`` of them)."""
         return list(self._log)
 
     @property
@@ -186,6 +221,23 @@ class GatewayServer:
     @property
     def closed(self) -> bool:
         return self._closing is not None and self._closing.done()
+
+    def statistics(self) -> GatewayStatistics:
+        """A snapshot of the server's counters (never blocks)."""
+        return GatewayStatistics(
+            engine=self._engine.name,
+            live_connections=len(self._live),
+            live_sessions=self._slots.in_use,
+            max_sessions=self._config.max_sessions,
+            connections_seen=self._conn_seq,
+            closing=self._closing is not None,
+        )
+
+    async def __aenter__(self) -> GatewayServer:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     async def aclose(self) -> None:
         """Shut down, bounded by ``config.shutdown_timeout_s`` (+ a small margin).
@@ -224,8 +276,9 @@ class GatewayServer:
 
     def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
         remote = conn.remote_address
+        self._conn_seq += 1
         record = ConnectionRecord(
-            conn_id=next(self._conn_ids),
+            conn_id=self._conn_seq,
             remote_port=int(remote[1]) if remote else None,
             path=request.path,
             opened_at=self._loop.time(),
@@ -340,7 +393,7 @@ async def start_gateway(config: GatewayConfig, *, faults: FaultPlan | None = Non
     EngineError if the engine is not installed.
     """
     engine = (
-        shared_stt_engine(config.stt_engine)
+        shared_stt_engine(config.stt_engine, config.engine_processes)
         if isinstance(config.stt_engine, str)
         else config.stt_engine
     )

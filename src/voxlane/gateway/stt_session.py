@@ -1,9 +1,8 @@
 """One ``/v1/stt`` connection: its state machine, its engine worker and its one close.
 
-State of a connection (transitions are data, see ``_TRANSITIONS``)::
-
-    AWAITING_CREATE --session.create ok--> ACTIVE
-    AWAITING_CREATE / ACTIVE --close requested (any reason)--> CLOSING --> CLOSED
+What each client frame does is decided by the pure rules of
+:mod:`voxlane.gateway.stt_rules` (states, transitions, decisions); this module carries
+the decisions out.
 
 Tasks: the websocket handler task reads the socket (the *reader*, see :meth:`run`); an
 ACTIVE session owns one *worker* task that feeds the engine, in order, from a bounded queue
@@ -17,24 +16,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import itertools
 import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Final, ParamSpec, Protocol, TypeVar
+from typing import ParamSpec, Protocol, TypeVar
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from voxlane.gateway import protocol as p
+from voxlane.gateway import stt_rules as rules
 from voxlane.gateway._aio import cancel_and_wait, wait_until
 from voxlane.gateway.connlog import ConnectionRecord
 from voxlane.gateway.engines import ENGINE_SAMPLE_RATE, Recognizer, SttEngine
 from voxlane.gateway.faults import GARBAGE_FRAMES, FaultPlan
 from voxlane.gateway.resample import Resampler
+from voxlane.gateway.stt_rules import State
 
 __all__ = ["SessionLimits", "SessionSlots", "SttConnection"]
 
@@ -42,21 +42,6 @@ _log = logging.getLogger("voxlane.gateway")
 _session_counter = itertools.count(1)
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
-
-
-class State(enum.Enum):
-    AWAITING_CREATE = "awaiting_create"
-    ACTIVE = "active"
-    CLOSING = "closing"
-    CLOSED = "closed"
-
-
-_TRANSITIONS: Final[dict[State, frozenset[State]]] = {
-    State.AWAITING_CREATE: frozenset({State.ACTIVE, State.CLOSING}),
-    State.ACTIVE: frozenset({State.CLOSING}),
-    State.CLOSING: frozenset({State.CLOSED}),
-    State.CLOSED: frozenset(),
-}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -113,9 +98,9 @@ class _SerialRecognizer:
                 self._rec.close()
 
 
-_FINALIZE: Final = "finalize"
-_DRAIN_AND_CLOSE: Final = "close"
 _QueueItem = bytes | str
+#: Most queued audio frames fed to the engine in one call.
+_MAX_BATCH = 25
 
 
 class SttConnection:
@@ -149,8 +134,8 @@ class SttConnection:
         self._queue: asyncio.Queue[_QueueItem] = asyncio.Queue(maxsize=limits.queue_frames)
         self._worker: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[None] | None = None
-        self._created_at = self._loop.time()
-        self._idle_deadline = self._created_at + limits.idle_timeout_s
+        # Before session.create the same idle budget applies from the handshake on.
+        self._idle_deadline = self._loop.time() + limits.idle_timeout_s
         self._early_idle_deadline: float | None = None
 
     @property
@@ -162,9 +147,7 @@ class SttConnection:
         return self._record
 
     def _set_state(self, new: State) -> None:
-        if new not in _TRANSITIONS[self._state]:
-            raise RuntimeError(f"illegal transition {self._state.name} -> {new.name}")
-        self._state = new
+        self._state = rules.check_transition(self._state, new)
 
     # ------------------------------------------------------------------ reader
 
@@ -174,15 +157,16 @@ class SttConnection:
             await self._read_loop()
         except Exception:
             _log.exception("conn %d: internal error", self._record.conn_id)
-            self.begin_close("internal_error", p.ErrorCode.INTERNAL_ERROR)
+            self._close_with(rules.INTERNAL)
         finally:
             # The peer vanished or the loop ended without a close: still run the one close.
-            self.begin_close("peer_gone", None)
+            self._close_with(rules.PEER_GONE)
             assert self._closing is not None
             deadline = self._loop.time() + self._limits.close_timeout_s + 1.0
             if await wait_until({self._closing}, deadline):
                 _log.warning("conn %d: close overran its budget", self._record.conn_id)
                 self.abort()
+                await cancel_and_wait(self._closing, self._loop.time() + 0.5)
             self._on_done(self)
 
     async def _read_loop(self) -> None:
@@ -196,7 +180,7 @@ class SttConnection:
                 async with asyncio.timeout_at(deadline):
                     message = await self._ws.recv()
             except TimeoutError:
-                self.begin_close("idle_timeout", p.ErrorCode.IDLE_TIMEOUT)
+                self._close_with(rules.IDLE)
                 return
             except ConnectionClosed:
                 return
@@ -208,38 +192,29 @@ class SttConnection:
                 await self._on_text(message)
 
     async def _on_text(self, text: str) -> None:
-        if len(text) > self._limits.max_frame_bytes:
-            self._record.messages.append("invalid")
-            self.begin_close("frame_too_large", p.ErrorCode.FRAME_TOO_LARGE)
-            return
-        try:
-            msg = p.parse_client_text(text)
-        except p.ProtocolViolation as exc:
-            self._record.messages.append("invalid")
-            await self._send_error(exc.code, exc.message)
-            return
-        self._record.messages.append(msg.type)
-        if isinstance(msg, p.SessionCreate):
-            await self._on_create(msg.settings)
-        elif isinstance(msg, p.SessionFinalize):
-            if self._state is not State.ACTIVE:
-                await self._send_error(p.ErrorCode.SESSION_NOT_CREATED)
-            else:
-                await self._enqueue(_FINALIZE)
-        elif self._state is State.ACTIVE:
-            # session.close: drain what was queued (a finalize sent just before close
-            # still gets its transcript), then session.closed; bounded by the close budget.
-            await self._enqueue(_DRAIN_AND_CLOSE)
-            self.begin_close("client_close", None)
-        else:
-            self.begin_close("client_close", None)
+        decision = rules.decide_text(
+            self._state, text, max_frame_bytes=self._limits.max_frame_bytes
+        )
+        self._record.messages.append(decision.label)
+        await self._apply(decision)
+
+    async def _apply(self, decision: rules.Decision) -> None:
+        """Carry out a decision of the rules, in the documented order."""
+        if decision.reply is not None:
+            self._record.errors_sent.append(decision.reply.code)
+            await self._send(decision.reply)
+        if decision.create is not None:
+            await self._on_create(decision.create)
+        if decision.restart_idle:
+            self._idle_deadline = self._loop.time() + self._limits.idle_timeout_s
+        if decision.enqueue is not None:
+            await self._enqueue(decision.enqueue)
+        if decision.close is not None:
+            self._close_with(decision.close)
 
     async def _on_create(self, settings: p.SessionSettings) -> None:
-        if self._state is not State.AWAITING_CREATE:
-            await self._send_error(p.ErrorCode.SESSION_ALREADY_CREATED)
-            return
         if not self._slots.try_acquire():
-            self.begin_close("server_busy", p.ErrorCode.SERVER_BUSY)
+            self._close_with(rules.BUSY)
             return
         self._has_slot = True
         starter = asyncio.ensure_future(self._in_executor(self._engine.new_recognizer, settings))
@@ -247,7 +222,7 @@ class SttConnection:
         if await wait_until({starter}, self._loop.time() + self._limits.create_timeout_s):
             starter.cancel()
             _log.error("conn %d: engine did not start a session in time", self._record.conn_id)
-            self.begin_close("engine_error", p.ErrorCode.ENGINE_ERROR)
+            self._close_with(rules.ENGINE_FAILED)
             return
         try:
             rec = starter.result()
@@ -258,7 +233,7 @@ class SttConnection:
             return
         except Exception as exc:  # third-party engine errors: translated here
             _log.error("conn %d: engine failed to start: %r", self._record.conn_id, exc)
-            self.begin_close("engine_error", p.ErrorCode.ENGINE_ERROR)
+            self._close_with(rules.ENGINE_FAILED)
             return
         if self._state is not State.AWAITING_CREATE:  # closed while the engine started
             await self._in_executor(rec.close)
@@ -295,20 +270,9 @@ class SttConnection:
             self.abort()
             self.begin_close("fault_drop", None)
             return
-        try:
-            p.check_audio_frame(data, max_frame_bytes=self._limits.max_frame_bytes)
-        except p.ProtocolViolation as exc:
-            if p.error_info(exc.code).fatal:
-                self.begin_close("frame_too_large", exc.code, exc.message)
-            else:
-                await self._send_error(exc.code, exc.message)
-            return
-        if self._state is not State.ACTIVE:
-            await self._send_error(p.ErrorCode.SESSION_NOT_CREATED)
-            return
-        self._idle_deadline = self._loop.time() + self._limits.idle_timeout_s
-        if data:
-            await self._enqueue(data)
+        await self._apply(
+            rules.decide_audio(self._state, data, max_frame_bytes=self._limits.max_frame_bytes)
+        )
 
     async def _enqueue(self, item: _QueueItem) -> None:
         """Put into the bounded engine queue; waiting is bounded by queue_timeout_s."""
@@ -319,7 +283,7 @@ class SttConnection:
             deadline = self._loop.time() + self._limits.queue_timeout_s
             if await wait_until({putter}, deadline):
                 await cancel_and_wait(putter, deadline + 1.0)
-                self.begin_close("overloaded", p.ErrorCode.OVERLOADED)
+                self._close_with(rules.OVERLOADED)
             return
         self._queue.put_nowait(item)
 
@@ -328,23 +292,37 @@ class SttConnection:
     async def _work(self, rec: _SerialRecognizer) -> None:
         """Feed the engine in order; send its events. Ends on the close sentinel."""
         try:
+            command: str | None = None
             while True:
                 item = await self._queue.get()
-                if item == _DRAIN_AND_CLOSE:
+                if isinstance(item, bytes):
+                    # Under load, frames queue up: feed what is queued in one call (up to
+                    # _MAX_BATCH frames) to save per-call overhead; idle, a batch is one
+                    # frame, so latency is unchanged.
+                    batch = [item]
+                    while len(batch) < _MAX_BATCH and not self._queue.empty():
+                        nxt = self._queue.get_nowait()
+                        if isinstance(nxt, bytes):
+                            batch.append(nxt)
+                        else:
+                            command = nxt
+                            break
+                    for evt in await self._in_executor(rec.feed, b"".join(batch)):
+                        await self._send(evt)
+                else:
+                    command = item
+                if command == rules.DRAIN_AND_CLOSE:
                     return
-                if item == _FINALIZE:
+                if command == rules.FINALIZE:
                     events = await self._in_executor(rec.finalize)
                     for evt in events:
                         await self._send(evt)
                     await self._send(p.SessionFinalized())
-                    continue
-                assert isinstance(item, bytes)
-                for evt in await self._in_executor(rec.feed, item):
-                    await self._send(evt)
+                command = None
         except Exception as exc:  # third-party engine errors: translated here
             _log.error("conn %d: engine error: %r", self._record.conn_id, exc)
             # Not awaited here: the closing task cancels and awaits this worker.
-            self.begin_close("engine_error", p.ErrorCode.ENGINE_ERROR)
+            self._close_with(rules.ENGINE_FAILED)
 
     async def _in_executor(self, fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
         def call() -> _T:
@@ -354,21 +332,25 @@ class SttConnection:
 
     # ------------------------------------------------------------------ sending
 
-    async def _send(self, evt: p.ServerEvent) -> None:
-        await self._send_raw(p.encode_server_event(evt))
+    async def _send(self, evt: p.ServerEvent, *, deadline: float | None = None) -> None:
+        await self._send_raw(p.encode_server_event(evt), deadline=deadline)
 
     async def _send_error(self, code: p.ErrorCode, message: str | None = None) -> None:
         self._record.errors_sent.append(int(code))
         await self._send(p.error_event(code, message))
 
-    async def _send_raw(self, text: str) -> None:
-        """Send one text frame within send_timeout_s; a peer that does not read is aborted."""
+    async def _send_raw(self, text: str, *, deadline: float | None = None) -> None:
+        """Send one text frame within send_timeout_s (or by ``deadline`` if sooner); a
+        peer that does not read in time is aborted."""
         if self._faults.response_delay_s > 0:
             await asyncio.sleep(self._faults.response_delay_s)
+        limit = self._loop.time() + self._limits.send_timeout_s
+        if deadline is not None:
+            limit = min(limit, deadline)
         try:
             # Bounded: websockets' send only waits for the transport to drain, and a
             # cancelled drain returns at once (no CancelledError is swallowed there).
-            async with asyncio.timeout(self._limits.send_timeout_s):
+            async with asyncio.timeout_at(limit):
                 await self._ws.send(text)
         except TimeoutError:
             _log.warning("conn %d: send timed out; aborting", self._record.conn_id)
@@ -405,11 +387,10 @@ class SttConnection:
 
     def request_shutdown(self) -> None:
         """Server shutdown: end this connection with ``session.closed`` and close 1000."""
-        self.begin_close("server_shutdown", None)
+        self._close_with(rules.SHUTDOWN)
 
-    @property
-    def closing_task(self) -> asyncio.Task[None] | None:
-        return self._closing
+    def _close_with(self, order: rules.CloseOrder) -> None:
+        self.begin_close(order.reason, order.error, order.message)
 
     async def _close(self, reason: str, error: p.ErrorCode | None, message: str | None) -> None:
         deadline = self._loop.time() + self._limits.close_timeout_s
@@ -427,10 +408,11 @@ class SttConnection:
             self._release_slot()
             if reason not in ("peer_gone", "fault_drop"):
                 if error is None:
-                    await self._send(p.SessionClosed())
+                    await self._send(p.SessionClosed(), deadline=deadline)
                     code = 1000
                 else:
-                    await self._send_error(error, message)
+                    self._record.errors_sent.append(int(error))
+                    await self._send(p.error_event(error, message), deadline=deadline)
                     code = p.error_info(error).close_code or 1000
                 self._record.close_code = code
                 closer = asyncio.ensure_future(self._ws.close(code))
@@ -441,7 +423,7 @@ class SttConnection:
                 self.abort()
         finally:
             await self._release(deadline)
-            self._state = State.CLOSED
+            self._set_state(State.CLOSED)
             self._record.closed_at = self._loop.time()
             _log.info(
                 "conn %d: closed (session=%s, reason=%s, frames=%d)",
@@ -465,7 +447,13 @@ class SttConnection:
             # The recognizer may still be busy in a thread (a slow decode): close it in
             # the executor behind its lock, bounded; past the deadline it is left to the
             # thread, which releases it when its call returns.
-            closer = asyncio.ensure_future(self._loop.run_in_executor(self._executor, rec.close))
+            try:
+                closer = asyncio.ensure_future(
+                    self._loop.run_in_executor(self._executor, rec.close)
+                )
+            except RuntimeError:  # executor already shut down (server closed past us)
+                _log.warning("conn %d: recognizer left unreleased", self._record.conn_id)
+                return
             with contextlib.suppress(Exception):
                 if await wait_until({closer}, max(deadline, self._loop.time() + 0.5)):
                     _log.warning("conn %d: recognizer close still running", self._record.conn_id)

@@ -32,6 +32,7 @@ _GRAMMAR_SEARCH = "phrases"
 _TAIL_SAMPLES = 3200
 _SILENCE_DBFS = -50.0
 _NO_SAMPLES = np.zeros(0, dtype=np.int16)
+_CMN_UPDATE_EVERY = 1600
 #: Faint noise (about -80 dBFS) used as trailing silence; fixed, so decoding is repeatable.
 _PAD = np.random.default_rng(0).integers(-3, 4, _TAIL_SAMPLES).astype(np.int16)
 
@@ -41,27 +42,38 @@ def _words(phrase: str) -> list[str]:
 
 
 class _Sphinx(SegmentedRecognizer):
-    def __init__(self, engine: PocketSphinxEngine, decoder: Any, grammar: bool) -> None:
+    def __init__(
+        self, engine: PocketSphinxEngine, decoder: Any, phrases: frozenset[str] | None
+    ) -> None:
         super().__init__()
         self._engine = engine
         self._decoder = decoder
-        self._grammar = grammar
+        self._grammar = phrases is not None
+        self._phrases = phrases
         self._since_interim = 0
         self._last_interim = ""
         self._held: list[npt.NDArray[np.int16]] = []
-        # Why the first utterance is decoded twice: every session starts from the
-        # model's generic cepstral mean (CMN), which is far from a real voice; the
-        # first utterance, decoded with it, came out empty or partial ("please call" for
-        # "please call stella"). Once that utterance has adapted the CMN, decoding its
-        # audio again gives the right text. Later utterances decode once.
+        # Why the cepstral mean (CMN) is updated every 100 ms: every session starts from
+        # the model's generic mean, far from a real voice, and pocketsphinx's live CMN
+        # only re-estimates it every ~8 s of audio or at the end of an utterance; the
+        # first utterance, decoded with the generic mean, came out empty or partial
+        # ("please call" for "please call stella").
+        self._cmn_pending = 0
+        # With a grammar, a first utterance that still decodes to no complete phrase is
+        # decoded once more, its audio now under the adapted mean; its audio is kept for
+        # that (bounded by the endpointer's max utterance).
         self._first_utterance = True
         self._utt_audio: list[bytes] = []
 
     def _process(self, samples: npt.NDArray[np.int16]) -> None:
         data = samples.astype("<i2").tobytes()
         self._decoder.process_raw(data, False, False)
-        if self._first_utterance:
+        if self._first_utterance and self._grammar:
             self._utt_audio.append(data)
+        self._cmn_pending += samples.size
+        if self._cmn_pending >= _CMN_UPDATE_EVERY:
+            self._cmn_pending = 0
+            self._decoder.get_cmn(True)
 
     def _begin(self) -> None:
         self._decoder.start_utt()
@@ -95,17 +107,24 @@ class _Sphinx(SegmentedRecognizer):
             # silence to leave the last word and reach the grammar's final state.
             tail = np.concatenate((tail, _PAD[: _TAIL_SAMPLES - tail.size]))
         self._process(tail)
-        if self._first_utterance:
-            self._decoder.get_cmn(True)  # update the mean from this utterance's audio
         self._decoder.end_utt()
+        text = self._hypothesis()
         if self._first_utterance:
             self._first_utterance = False
-            audio, self._utt_audio = b"".join(self._utt_audio), []
-            self._decoder.start_utt()
-            self._decoder.process_raw(audio, False, False)
-            self._decoder.end_utt()
+            chunks, self._utt_audio = self._utt_audio, []
+            if self._phrases is not None and text not in self._phrases:
+                self._decoder.start_utt()
+                # In the original small chunks: pocketsphinx holds the GIL for a whole
+                # call, and one call over seconds of audio would stall every session.
+                for chunk in chunks:
+                    self._decoder.process_raw(chunk, False, False)
+                self._decoder.end_utt()
+                text = self._hypothesis()
+        return text
+
+    def _hypothesis(self) -> str:
         hyp = self._decoder.hyp()
-        return str(hyp.hypstr) if hyp is not None else ""
+        return str(hyp.hypstr).strip() if hyp is not None else ""
 
     def _release(self) -> None:
         self._engine.release_decoder(self._decoder, self._grammar)
@@ -163,7 +182,11 @@ class PocketSphinxEngine:
             decoder = self._idle.pop() if self._idle else None
         if decoder is None:
             decoder = self._new_decoder()
-        grammar = settings.phrases is not None
+        phrases = (
+            frozenset(" ".join(_words(s)) for s in settings.phrases)
+            if settings.phrases is not None
+            else None
+        )
         # Sessions must not inherit each other's voice: start from the generic mean.
         if self._cmn_init is not None:
             decoder.set_cmn(self._cmn_init)
@@ -173,7 +196,7 @@ class PocketSphinxEngine:
         except BaseException:
             self.release_decoder(decoder, False)
             raise
-        return _Sphinx(self, decoder, grammar)
+        return _Sphinx(self, decoder, phrases)
 
     def _set_grammar(self, decoder: Any, phrases: tuple[str, ...]) -> None:
         alternatives: list[str] = []

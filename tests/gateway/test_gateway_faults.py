@@ -6,7 +6,16 @@ import asyncio
 import json
 
 import pytest
-from helpers import HEADERS, client, create, drain_until_closed, gateway, next_event, run, silence
+from gateway_helpers import (
+    HEADERS,
+    client,
+    create,
+    drain_until_closed,
+    gateway,
+    next_event,
+    run,
+    silence,
+)
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosedError, InvalidStatus
 

@@ -9,10 +9,12 @@ import signal
 import subprocess
 import sys
 
-from helpers import API_KEY, client, create, drain_until_closed, run, silence, stream
+import pytest
+from gateway_helpers import API_KEY, client, create, drain_until_closed, run, silence, stream
 
 
-def test_cli_serves_and_sigterm_closes_sessions_and_exits_0() -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
+def test_cli_serves_and_a_signal_closes_sessions_and_exits_0(signum: int) -> None:
     async def main() -> tuple[int | None, str]:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -43,7 +45,7 @@ def test_cli_serves_and_sigterm_closes_sessions_and_exits_0() -> None:
             async with client(match.group(1) + "/v1/stt") as ws:
                 await create(ws)
                 await stream(ws, silence(0.2))
-                os.kill(proc.pid, signal.SIGTERM)
+                os.kill(proc.pid, signum)
                 events = await drain_until_closed(ws)
                 assert events == [{"type": "session.closed"}]
                 assert ws.close_code == 1000

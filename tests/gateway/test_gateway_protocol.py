@@ -137,3 +137,22 @@ def test_protocol_module_is_pure() -> None:
         elif isinstance(node, ast.ImportFrom):
             imported.add((node.module or "").split(".")[0])
     assert not imported & {"asyncio", "socket", "websockets", "threading", "time"}
+
+
+def test_protocol_doc_lists_every_code_as_the_code_defines_it() -> None:
+    import re
+    from pathlib import Path
+
+    doc = Path(__file__).parents[2] / "docs" / "gateway-protocol.md"
+    rows = re.findall(
+        r"^\| (\d{4}) \| (\w+) \| (no|yes → (\d{4})) \| (yes|no) \|", doc.read_text(), re.M
+    )
+    documented = {int(c): (name, fatal, close, retry) for c, name, fatal, close, retry in rows}
+    assert set(documented) == {int(c) for c in p.ErrorCode}
+    for code in p.ErrorCode:
+        name, fatal, close, retry = documented[int(code)]
+        info = p.error_info(code)
+        assert name == code.name
+        assert fatal.startswith("yes") == info.fatal
+        assert (int(close) if close else 0) == info.close_code
+        assert (retry == "yes") == info.retryable

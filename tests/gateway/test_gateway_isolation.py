@@ -6,7 +6,7 @@ import asyncio
 import threading
 import time
 
-from helpers import client, create, drain_until_closed, events_until, gateway, run, silence
+from gateway_helpers import client, create, drain_until_closed, events_until, gateway, run, silence
 
 from voxlane.gateway import protocol as p
 from voxlane.gateway.engines import Recognizer, SpeechEvent
@@ -104,5 +104,45 @@ def test_engine_failure_ends_only_that_session_with_2011() -> None:
             assert ws.close_code == 1011
             async with client(server.stt_url) as other:  # the server goes on
                 assert (await create(other))["type"] == "session.created"
+
+    run(main())
+
+
+def test_engine_that_falls_behind_ends_the_session_with_2012() -> None:
+    engine = _Engine()
+
+    async def main() -> None:
+        async with (
+            gateway(stt_engine=engine, queue_frames=4, queue_timeout_s=0.3) as server,
+            client(server.stt_url) as ws,
+        ):
+            await create(ws, phrases=["slow"])  # every feed blocks its thread
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+
+            async def flood() -> None:
+                for _ in range(100):
+                    await ws.send(silence(0.02))
+
+            flooding = asyncio.create_task(flood())
+            events = await drain_until_closed(ws)
+            await asyncio.wait({flooding}, timeout=1)
+            assert [(e["code"], e["retryable"]) for e in events] == [(2012, True)]
+            assert ws.close_code == 1013
+            assert loop.time() - t0 < 3
+            assert server.connection_log[-1].close_reason == "overloaded"
+
+    try:
+        run(main())
+    finally:
+        engine.gate.set()
+
+
+def test_session_close_without_a_session_just_closes() -> None:
+    async def main() -> None:
+        async with gateway() as server, client(server.stt_url) as ws:
+            await ws.send(p.encode_client_message(p.SessionClose()))
+            assert await drain_until_closed(ws) == [{"type": "session.closed"}]
+            assert ws.close_code == 1000
 
     run(main())

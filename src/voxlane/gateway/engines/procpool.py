@@ -1,0 +1,213 @@
+"""Run an engine's recognizers in worker processes (multi-core, GIL-free for the server).
+
+Why: pocketsphinx holds the GIL while it decodes, so in-process every session of a
+gateway shares one core, and a long decode call stalls the event loop. Here each worker
+process hosts one engine and the recognizers of the sessions pinned to it (the least busy
+process at ``new_recognizer``); the server talks to it over a pipe. Every call waits at
+most ``call_timeout_s``: a hung or dead worker makes the call raise EngineError (the
+session ends with 2011) instead of blocking a thread forever.
+
+Worker processes are started by ``load()`` (spawned, daemonic) and live as long as the
+engine object; ``close()`` stops them. Calls to one worker are serialized by a lock (the
+worker is single-threaded anyway).
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing as mp
+import threading
+from multiprocessing.connection import Connection
+from typing import Any
+
+from voxlane.gateway.engines.base import EngineError, Recognizer, SpeechEvent
+from voxlane.gateway.protocol import ProtocolViolation, SessionSettings
+
+__all__ = ["ProcessPoolEngine"]
+
+
+def _worker_main(conn: Connection, engine_name: str) -> None:  # pragma: no cover - child
+    from voxlane.gateway.engines import make_stt_engine
+
+    engine = make_stt_engine(engine_name)
+    recognizers: dict[int, Recognizer] = {}
+    while True:
+        try:
+            op, rid, arg = conn.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            if op == "load":
+                engine.load()
+                result: Any = None
+            elif op == "new":
+                recognizers[rid] = engine.new_recognizer(arg)
+                result = None
+            elif op == "feed":
+                result = recognizers[rid].feed(arg)
+            elif op == "finalize":
+                result = recognizers[rid].finalize()
+            elif op == "close":
+                rec = recognizers.pop(rid, None)
+                if rec is not None:
+                    rec.close()
+                result = None
+            elif op == "stop":
+                conn.send(("ok", None))
+                return
+            else:
+                raise ValueError(f"unknown op {op!r}")
+        except ProtocolViolation as exc:
+            conn.send(("violation", (int(exc.code), exc.message)))
+        except Exception as exc:
+            conn.send(("error", repr(exc)))
+        else:
+            conn.send(("ok", result))
+
+
+class _Worker:
+    def __init__(self, engine_name: str, ctx: Any) -> None:
+        parent, child = ctx.Pipe()
+        self.conn: Connection = parent
+        self.proc = ctx.Process(
+            target=_worker_main, args=(child, engine_name), daemon=True,
+            name=f"voxlane-{engine_name}-worker",
+        )
+        self.proc.start()
+        child.close()
+        self.lock = threading.Lock()
+        self.sessions = 0
+
+    def call(self, op: str, rid: int, arg: Any, timeout: float) -> Any:
+        with self.lock:
+            try:
+                self.conn.send((op, rid, arg))
+                if not self.conn.poll(timeout):
+                    # The reply would arrive out of step with the next call: this worker
+                    # is no longer usable. Kill it; its sessions fail with EngineError.
+                    self.proc.kill()
+                    raise EngineError(f"engine worker did not answer {op!r} in {timeout}s")
+                status, value = self.conn.recv()
+            except (EOFError, OSError, BrokenPipeError) as exc:
+                raise EngineError(f"engine worker is gone ({exc!r})") from exc
+        if status == "ok":
+            return value
+        if status == "violation":
+            from voxlane.gateway.protocol import ErrorCode
+
+            code, message = value
+            raise ProtocolViolation(ErrorCode(code), message)
+        raise EngineError(f"engine worker failed: {value}")
+
+
+class _RemoteRecognizer:
+    def __init__(self, pool: ProcessPoolEngine, worker: _Worker, rid: int) -> None:
+        self._pool = pool
+        self._worker = worker
+        self._rid = rid
+        self._closed = False
+
+    def feed(self, pcm16: bytes) -> list[SpeechEvent]:
+        return list(self._worker.call("feed", self._rid, pcm16, self._pool.call_timeout_s))
+
+    def finalize(self) -> list[SpeechEvent]:
+        return list(self._worker.call("finalize", self._rid, None, self._pool.call_timeout_s))
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._worker.call("close", self._rid, None, self._pool.call_timeout_s)
+        except EngineError:
+            pass  # the worker is gone: nothing left to release
+        finally:
+            self._pool.release(self._worker)
+
+
+class ProcessPoolEngine:
+    """An :class:`SttEngine` whose recognizers live in ``processes`` worker processes."""
+
+    def __init__(self, engine_name: str, *, processes: int, call_timeout_s: float = 10.0) -> None:
+        if processes < 1:
+            raise ValueError("processes must be >= 1")
+        self.name = engine_name
+        self.call_timeout_s = call_timeout_s
+        self._engine_name = engine_name
+        self._processes = processes
+        self._workers: list[_Worker] = []
+        self._lock = threading.Lock()
+        self._revive_lock = threading.Lock()
+        self._ids = itertools.count(1)
+
+    def load(self) -> None:
+        """Start the workers and load the model in each (blocking, idempotent)."""
+        with self._lock:
+            if self._workers:
+                return
+            ctx = mp.get_context("spawn")  # no fork of a process with threads and a loop
+            workers = [_Worker(self._engine_name, ctx) for _ in range(self._processes)]
+            self._workers = workers
+        for worker in workers:
+            # Model loading is slow (whisper) but bounded: 120 s per worker.
+            worker.call("load", 0, None, 120.0)
+
+    def _revive(self) -> None:
+        """Replace dead workers (a crash, a kill, a timed-out call) with fresh ones."""
+        with self._revive_lock:
+            with self._lock:
+                dead = [i for i, w in enumerate(self._workers) if not w.proc.is_alive()]
+            for i in dead:
+                fresh = _Worker(self._engine_name, mp.get_context("spawn"))
+                try:
+                    fresh.call("load", 0, None, 120.0)
+                except EngineError:
+                    fresh.proc.kill()
+                    raise
+                with self._lock:
+                    if i >= len(self._workers):  # closed meanwhile
+                        fresh.proc.kill()
+                        return
+                    old, self._workers[i] = self._workers[i], fresh
+                old.conn.close()
+
+    def new_recognizer(self, settings: SessionSettings) -> Recognizer:
+        self.load()
+        self._revive()
+        with self._lock:
+            alive = [w for w in self._workers if w.proc.is_alive()]
+            if not alive:
+                raise EngineError("no engine worker is alive")
+            worker = min(alive, key=lambda w: w.sessions)
+            worker.sessions += 1
+            rid = next(self._ids)
+        try:
+            worker.call("new", rid, settings, self.call_timeout_s)
+        except BaseException:
+            self.release(worker)
+            raise
+        return _RemoteRecognizer(self, worker, rid)
+
+    def worker_pids(self) -> list[int]:
+        """PIDs of the live worker processes (for supervision and tests)."""
+        with self._lock:
+            return [w.proc.pid for w in self._workers if w.proc.pid is not None]
+
+    def release(self, worker: _Worker) -> None:
+        with self._lock:
+            worker.sessions -= 1
+
+    def close(self) -> None:
+        """Stop every worker (bounded: 2 s each, then killed). Idempotent."""
+        with self._lock:
+            workers, self._workers = self._workers, []
+        for worker in workers:
+            try:
+                worker.call("stop", 0, None, 2.0)
+            except EngineError:
+                pass
+            worker.proc.join(2.0)
+            if worker.proc.is_alive():
+                worker.proc.kill()
+                worker.proc.join(1.0)
+            worker.conn.close()
