@@ -14,7 +14,9 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml Makefile | $(BIN)/python
 	@[ -z "$(APT_PACKAGES)" ] || scripts/ensure-apt.sh $(APT_PACKAGES)
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev,gateway]'
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev,gateway,vad]'
+	# silero-vad ships the VAD model; --no-deps keeps its torch requirement out.
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps silero-vad
 	@touch $@
 
 setup: $(STAMP)
@@ -36,6 +38,7 @@ demo: setup
 bench: setup
 	$(BIN)/python bench/close_latency.py
 	$(BIN)/python bench/session_overhead.py
+	$(BIN)/python bench/vad.py
 
 clean:
 	rm -rf $(VENV) out .mypy_cache .ruff_cache .pytest_cache
