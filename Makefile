@@ -12,10 +12,10 @@ APT_PACKAGES ?= flite espeak-ng sip-tester
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# silero-vad ships the VAD model; --no-deps keeps its torch requirement out.
 $(STAMP): pyproject.toml Makefile | $(BIN)/python
 	@[ -z "$(APT_PACKAGES)" ] || scripts/ensure-apt.sh $(APT_PACKAGES)
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev,gateway,vad]'
-	# silero-vad ships the VAD model; --no-deps keeps its torch requirement out.
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps silero-vad
 	@touch $@
 

@@ -7,6 +7,7 @@ Debian's flite. The model runs inline, so these tests run on virtual time like t
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import numpy as np
 import pytest
@@ -115,6 +116,25 @@ async def test_frame_size_does_not_change_the_result(vad: SileroVAD) -> None:
     a = await detect(vad, audio, frame_s=0.01)
     b = await detect(vad, audio, frame_s=0.5)
     assert a == b and len(a) == 2
+
+
+async def test_interleaved_streams_keep_their_own_state(vad: SileroVAD) -> None:
+    # One shared ONNX session; the recurrent state and context are per stream.
+    a = concat(AudioFrame.silence(0.5), speech(), AudioFrame.silence(1.0))
+    b = concat(AudioFrame.silence(1.5), speech("Good morning."), AudioFrame.silence(2.0))
+    alone = [await detect(vad, a), await detect(vad, b)]
+    sa, sb = vad.stream(sample_rate=16000), vad.stream(sample_rate=16000)
+    for fa, fb in itertools.zip_longest(split_frames(a), split_frames(b)):
+        if fa is not None:
+            sa.push_frame(fa)
+        if fb is not None:
+            sb.push_frame(fb)
+    sa.end_input()
+    sb.end_input()
+    together = [[ev async for ev in sa], [ev async for ev in sb]]
+    await sa.aclose()
+    await sb.aclose()
+    assert together == alone and all(len(evs) == 2 for evs in alone)
 
 
 # -- no speech ---------------------------------------------------------------------------------

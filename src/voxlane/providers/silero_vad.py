@@ -256,8 +256,9 @@ class SileroVADStream(VADStream):
         ``ValueError`` for a frame at another sample rate than the stream's."""
         if self._phase is not _Phase.RUNNING:
             return
+        resampled = self._resampler.push(frame)  # raises ValueError on a wrong rate
         self._input_samples += frame.samples
-        self._process(self._resampler.push(frame))
+        self._process(resampled)
 
     def end_input(self) -> None:
         """No more audio: flush, emit END if speaking, end iteration after queued events."""
