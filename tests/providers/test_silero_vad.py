@@ -16,10 +16,11 @@ pytest.importorskip("onnxruntime", reason="pip install 'voxlane[vad]'")
 
 from voxlane import AgentSession, AgentState
 from voxlane.aio.ledger import LEDGER
+from voxlane.core.speech_segmenter import SegmenterConfig
 from voxlane.core.turns import UserState
-from voxlane.errors import ProviderConfigError
+from voxlane.errors import ProviderConfigError, ProviderError
 from voxlane.media import AudioFrame, split_frames
-from voxlane.providers.silero_vad import SileroVAD, default_model_path
+from voxlane.providers.silero_vad import SileroVAD, SileroVADStream, default_model_path
 from voxlane.providers.vad import VADEvent, VADEventType
 from voxlane.testing import FakeLLM, FakeSTT, FakeTTS, ScriptedCaller
 from voxlane.testing.scenarios import ScriptAgent
@@ -218,6 +219,28 @@ async def test_unread_events_are_dropped_in_pairs_and_counted() -> None:
     assert [e.type for e in events] == [START, END]
     assert events[0].timestamp_s > 1.5  # the second utterance's pair survived
     assert stats.events_dropped == 2 and stats.events_sent == 4
+
+
+class _BrokenModel:
+    def run(self, x: object, state: object, sr: int) -> tuple[float, object]:
+        raise RuntimeError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION")
+
+
+async def test_a_model_failure_ends_iteration_with_a_provider_error() -> None:
+    stream = SileroVADStream(
+        model=_BrokenModel(),  # type: ignore[arg-type]
+        config=SegmenterConfig(),
+        sample_rate=16000,
+        label="silero-vad",
+        max_events=8,
+    )
+    stream.push_frame(AudioFrame.silence(0.1))  # never raises: the error goes to the reader
+    with pytest.raises(ProviderError) as info:
+        await anext(stream)
+    assert not info.value.retryable and isinstance(info.value.__cause__, RuntimeError)
+    stream.end_input()
+    await stream.aclose()
+    assert stream.closed
 
 
 def test_bad_configuration_is_reported() -> None:
