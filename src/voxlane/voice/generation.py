@@ -112,6 +112,11 @@ class SpeechGenerator:
         finally:
             if forward is not None:
                 forward.cancel()
+            if handle.interrupted and output is not None:
+                # Between the interrupt's clear_buffer and this cancellation the forwarder
+                # may have refilled the freed buffer (up to max_buffer_s of stale audio):
+                # clear again so barge-in stops the audio at once.
+                output.clear_buffer()
             if tts_stream is not None:
                 await self._release(tts_stream)
 
