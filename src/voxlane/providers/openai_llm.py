@@ -350,9 +350,12 @@ class OpenAILLMStream(LLMStream):
             return
         stream = response.extensions.get("network_stream")
         sock = stream.get_extra_info("socket") if stream is not None else None
-        if isinstance(sock, socket.socket):
+        # asyncio hands out a TransportSocket, which has shutdown() but is no socket.socket.
+        # shutdown (not close) leaves the fd to its transport, which then sees EOF.
+        shutdown = getattr(sock, "shutdown", None)
+        if shutdown is not None:
             try:
-                sock.shutdown(socket.SHUT_RDWR)
+                shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass  # already disconnected
 

@@ -1,0 +1,414 @@
+"""OpenAICompatibleLLM: the pure wire codec, a fault-injecting fake server on 127.0.0.1, and
+a real llama.cpp server (llama-cpp-python) running SmolLM2-135M-Instruct.
+
+Socket tests run on the real clock (``@pytest.mark.real_time``), each bounded with short
+timeouts; the real server is started once per module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+from fake_openai import Peer, fake_openai, finish_chunk, text_chunk, tool_chunk
+
+from voxlane.aio.ledger import LEDGER
+from voxlane.chat import ChatContext, ChatMessage, ToolCall, ToolSpec
+from voxlane.errors import (
+    ProviderAuthError,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderProtocolError,
+    ProviderTimeoutError,
+)
+from voxlane.providers._openai_wire import ReplyAssembler, SSEDecoder, WireError, request_body
+from voxlane.providers.llm import ChatChunk
+from voxlane.providers.openai_llm import OpenAICompatibleLLM, OpenAILLMStream
+
+WEATHER = ToolSpec(
+    "get_weather",
+    "Current weather in a city",
+    {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+)
+
+
+def context(user: str = "Hello") -> ChatContext:
+    ctx = ChatContext()
+    ctx.add(ChatMessage("system", "You are terse."))
+    ctx.add(ChatMessage("user", user))
+    return ctx
+
+
+def llm_for(base_url: str, **kwargs: object) -> OpenAICompatibleLLM:
+    kwargs.setdefault("api_key", "sk-test")
+    kwargs.setdefault("model", "test-model")
+    kwargs.setdefault("connect_timeout", 1.0)
+    kwargs.setdefault("read_timeout", 1.0)
+    return OpenAICompatibleLLM(base_url=base_url, **kwargs)  # type: ignore[arg-type]
+
+
+async def collect(stream: OpenAILLMStream) -> list[ChatChunk]:
+    async with stream:
+        return [chunk async for chunk in stream]
+
+
+# -- pure codec ---------------------------------------------------------------------------
+def test_messages_and_tools_become_openai_json() -> None:
+    ctx = context("Weather in Paris?")
+    call = ToolCall("call_1", "get_weather", '{"city": "Paris"}')
+    ctx.add(ChatMessage("assistant", "", tool_calls=(call,)))
+    ctx.add(ChatMessage("tool", "sunny", tool_call_id="call_1", name="get_weather"))
+    body = request_body(
+        ctx,
+        [WEATHER],
+        model="m",
+        temperature=0.0,
+        max_tokens=32,
+        tool_choice="auto",
+        extra_body={"seed": 7},
+    )
+    assert body["stream"] is True and body["seed"] == 7 and body["max_tokens"] == 32
+    assert body["messages"] == [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "Weather in Paris?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                }
+            ],
+        },
+        {"role": "tool", "content": "sunny", "tool_call_id": "call_1", "name": "get_weather"},
+    ]
+    assert body["tools"] == [WEATHER.to_openai()] and body["tool_choice"] == "auto"
+    assert "tools" not in request_body(ctx, [], model="m", temperature=None, max_tokens=None)
+
+
+def test_sse_decoder_handles_split_lines_crlf_comments_and_multiline_data() -> None:
+    decoder = SSEDecoder()
+    stream = b': keep-alive\r\n\r\ndata: {"a":\r\ndata: 1}\r\n\r\nevent: x\nid: 3\ndata: [DONE]\n\n'
+    events: list[str] = []
+    for i in range(len(stream)):  # one byte at a time: every split point
+        events += decoder.feed(stream[i : i + 1])
+    assert events == ['{"a":\n1}', "[DONE]"]
+    assert decoder.flush() is None
+    tail = SSEDecoder()
+    assert tail.feed(b"data: last") == []
+    assert tail.flush() == "last"
+
+
+@pytest.mark.parametrize("line", [b"hello world\n", b"<html>\n", b"\xff\xfe\n"])
+def test_sse_decoder_refuses_lines_that_are_not_sse(line: bytes) -> None:
+    with pytest.raises(WireError):
+        SSEDecoder().feed(line)
+
+
+def test_assembler_joins_tool_call_fragments_by_index() -> None:
+    asm = ReplyAssembler()
+    out: list[ChatChunk] = []
+    for chunk in (
+        text_chunk("Let me check."),
+        tool_chunk(0, call_id="call_a", name="get_weather", arguments='{"ci'),
+        tool_chunk(1, call_id="call_b", name="get_weather"),
+        tool_chunk(0, arguments='ty": "Paris"}'),
+        tool_chunk(1, arguments='{"city": "Oslo"}'),
+        finish_chunk("tool_calls"),
+    ):
+        out += asm.feed(json.dumps(chunk))
+    assert out == [
+        ChatChunk(delta="Let me check."),
+        ChatChunk(
+            tool_calls=(
+                ToolCall("call_a", "get_weather", '{"city": "Paris"}'),
+                ToolCall("call_b", "get_weather", '{"city": "Oslo"}'),
+            )
+        ),
+    ]
+    assert asm.feed("[DONE]") == [] and asm.done and asm.finish_reason == "tool_calls"
+
+
+def test_assembler_refuses_non_json_and_reports_stream_errors() -> None:
+    with pytest.raises(WireError):
+        ReplyAssembler().feed("{not json")
+    with pytest.raises(WireError):
+        ReplyAssembler().feed("[1, 2]")
+    with pytest.raises(Exception, match="overloaded"):
+        ReplyAssembler().feed('{"error": {"message": "overloaded", "type": "server_error"}}')
+
+
+# -- fake server: happy paths -------------------------------------------------------------
+@pytest.mark.real_time
+async def test_streams_text_deltas_and_sends_the_request() -> None:
+    async def scenario(peer: Peer) -> None:
+        await peer.head()
+        for word in ("Hello", " there", ","):
+            await peer.event(text_chunk(word))
+        await peer.send("data: ")  # an event split across network chunks
+        await peer.send(json.dumps(text_chunk(" friend.", "stop")) + "\n\n")
+        await peer.event("[DONE]")
+        await peer.end()
+
+    async with fake_openai(scenario) as server:
+        llm = llm_for(server.base_url, temperature=0.0, extra_body={"seed": 1})
+        stream = llm.chat(context(), [WEATHER], tool_choice="auto")
+        assert LEDGER.count_open() == 0  # nothing is sent before iteration
+        deltas = []
+        async for chunk in stream:
+            deltas.append(chunk.delta)
+            assert LEDGER.count_open() == 1
+        # iterated to the end: released without aclose()
+        assert LEDGER.count_open() == 0
+        await stream.aclose()
+    assert deltas == ["Hello", " there", ",", " friend."]
+    assert stream.finish_reason == "stop"
+    request = server.requests[0]
+    assert (request.method, request.path) == ("POST", "/v1/chat/completions")
+    assert request.headers["authorization"] == "Bearer sk-test"
+    assert request.body["stream"] is True and request.body["seed"] == 1
+    assert request.body["temperature"] == 0.0 and request.body["tool_choice"] == "auto"
+    assert request.body["messages"][1] == {"role": "user", "content": "Hello"}
+
+
+@pytest.mark.real_time
+async def test_tool_call_deltas_split_across_chunks_become_complete_calls() -> None:
+    async def scenario(peer: Peer) -> None:
+        await peer.head()
+        await peer.event(tool_chunk(0, call_id="call_1", name="get_weather", arguments=""))
+        for piece in ('{"', 'city', '": "Par', 'is"}'):
+            await peer.event(tool_chunk(0, arguments=piece))
+        raw = "data: " + json.dumps(tool_chunk(1, call_id="call_2", name="get_weather"))
+        await peer.send(raw[:25])  # mid-line split
+        await peer.send(raw[25:] + "\n\n")
+        await peer.event(tool_chunk(1, arguments='{"city": "Rome"}'))
+        await peer.event(finish_chunk("tool_calls"))
+        await peer.event("[DONE]")
+        await peer.end()
+
+    async with fake_openai(scenario) as server:
+        chunks = await collect(llm_for(server.base_url).chat(context(), [WEATHER]))
+    assert chunks == [
+        ChatChunk(
+            tool_calls=(
+                ToolCall("call_1", "get_weather", '{"city": "Paris"}'),
+                ToolCall("call_2", "get_weather", '{"city": "Rome"}'),
+            )
+        )
+    ]
+
+
+# -- fake server: errors ------------------------------------------------------------------
+@pytest.mark.real_time
+@pytest.mark.parametrize(
+    ("status", "kind", "retryable"),
+    [
+        (401, ProviderAuthError, False),
+        (403, ProviderAuthError, False),
+        (429, ProviderError, True),
+        (500, ProviderError, True),
+        (503, ProviderError, True),
+        (400, ProviderError, False),
+    ],
+)
+async def test_http_errors_are_classified(
+    status: int, kind: type[ProviderError], retryable: bool
+) -> None:
+    async def scenario(peer: Peer) -> None:
+        await peer.error(status, "nope: bad key or busy")
+
+    async with fake_openai(scenario) as server:
+        stream = llm_for(server.base_url).chat(context())
+        with pytest.raises(kind) as caught:
+            await collect(stream)
+    assert caught.value.retryable is retryable
+    assert caught.value.code == status
+    assert f"HTTP {status}" in str(caught.value) and "bad key or busy" in str(caught.value)
+    assert LEDGER.count_open() == 0
+
+
+@pytest.mark.real_time
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        "this is not server-sent events\n\n",
+        "data: {this is not json}\n\n",
+        'data: {"choices": "nope"}\n\n',
+    ],
+)
+async def test_garbage_is_a_protocol_error(garbage: str) -> None:
+    async def scenario(peer: Peer) -> None:
+        await peer.head()
+        await peer.event(text_chunk("ok"))
+        await peer.send(garbage)
+        await peer.stall()
+
+    async with fake_openai(scenario) as server:
+        stream = llm_for(server.base_url).chat(context())
+        async with stream:
+            assert (await stream.__anext__()).delta == "ok"
+            with pytest.raises(ProviderProtocolError) as caught:
+                await stream.__anext__()
+            assert LEDGER.count_open() == 0  # failed: released at once
+            with pytest.raises(StopAsyncIteration):
+                await stream.__anext__()
+    assert caught.value.retryable is False
+    assert caught.value.__cause__ is not None
+
+
+@pytest.mark.real_time
+async def test_json_body_instead_of_event_stream_is_a_protocol_error() -> None:
+    async def scenario(peer: Peer) -> None:
+        await peer.head(200, "application/json")
+        await peer.send('{"choices": []}')
+        await peer.end()
+
+    async with fake_openai(scenario) as server:
+        with pytest.raises(ProviderProtocolError, match="event stream"):
+            await collect(llm_for(server.base_url).chat(context()))
+
+
+@pytest.mark.real_time
+@pytest.mark.parametrize("before_headers", [False, True])
+async def test_a_stall_longer_than_read_timeout_times_out(before_headers: bool) -> None:
+    async def scenario(peer: Peer) -> None:
+        if not before_headers:
+            await peer.head()
+            await peer.event(text_chunk("Hi"))
+        await peer.stall()
+
+    async with fake_openai(scenario) as server:
+        stream = llm_for(server.base_url, read_timeout=0.3).chat(context())
+        async with stream:
+            if not before_headers:
+                assert (await stream.__anext__()).delta == "Hi"
+            start = time.monotonic()
+            with pytest.raises(ProviderTimeoutError) as caught:
+                await stream.__anext__()
+            elapsed = time.monotonic() - start
+            assert LEDGER.count_open() == 0
+    assert caught.value.retryable is True
+    assert 0.25 < elapsed < 1.5
+
+
+@pytest.mark.real_time
+@pytest.mark.parametrize("chunked_end", [True, False])
+async def test_server_closing_without_done_is_a_retryable_connection_error(
+    chunked_end: bool,
+) -> None:
+    async def scenario(peer: Peer) -> None:
+        await peer.head()
+        await peer.event(text_chunk("Half a"))
+        if chunked_end:
+            await peer.end()  # a well-formed HTTP body, but no [DONE]
+        peer.writer.close()  # otherwise: cut mid-body
+
+    async with fake_openai(scenario) as server:
+        stream = llm_for(server.base_url).chat(context())
+        async with stream:
+            assert (await stream.__anext__()).delta == "Half a"
+            with pytest.raises(ProviderConnectionError, match="stream ended before completion"):
+                await stream.__anext__()
+    assert LEDGER.count_open() == 0
+
+
+@pytest.mark.real_time
+async def test_connection_refused_is_a_retryable_connection_error() -> None:
+    async with fake_openai(Peer.stall) as server:
+        url = server.base_url
+    # the server is gone now: nothing listens on that port
+    with pytest.raises(ProviderConnectionError, match="cannot connect") as caught:
+        await collect(llm_for(url).chat(context()))
+    assert caught.value.retryable is True
+    assert LEDGER.count_open() == 0
+
+
+# -- fake server: closing -----------------------------------------------------------------
+async def _stalled(peer: Peer) -> None:
+    await peer.head()
+    await peer.event(text_chunk("Once upon"))
+    await peer.stall()
+
+
+@pytest.mark.real_time
+async def test_aclose_mid_stream_releases_and_closes_the_connection() -> None:
+    async with fake_openai(_stalled) as server:
+        stream = llm_for(server.base_url, read_timeout=30.0).chat(context())
+        assert (await stream.__anext__()).delta == "Once upon"
+        assert LEDGER.count_open() == 1
+        start = time.monotonic()
+        await stream.aclose()
+        assert time.monotonic() - start < 0.5
+        assert LEDGER.count_open() == 0
+        assert await server.peers[0].wait_disconnected(1.0)
+        await stream.aclose()  # idempotent
+        with pytest.raises(StopAsyncIteration):
+            await stream.__anext__()
+
+
+@pytest.mark.real_time
+async def test_aclose_after_the_waiter_was_cancelled() -> None:
+    async with fake_openai(_stalled) as server:
+        stream = llm_for(server.base_url, read_timeout=30.0).chat(context())
+        assert (await stream.__anext__()).delta == "Once upon"
+        waiter = asyncio.ensure_future(stream.__anext__())
+        await asyncio.sleep(0.05)
+        waiter.cancel()
+        done, _ = await asyncio.wait({waiter}, timeout=1.0)
+        assert done and waiter.cancelled()
+        assert LEDGER.count_open() == 1  # cancelling a read does not close the stream...
+        await stream.aclose()  # ...aclose() does
+        assert LEDGER.count_open() == 0
+        assert await server.peers[0].wait_disconnected(1.0)
+
+
+@pytest.mark.real_time
+async def test_cancelled_while_connecting_then_aclose() -> None:
+    async def slow_head(peer: Peer) -> None:
+        await peer.stall()
+
+    async with fake_openai(slow_head) as server:
+        stream = llm_for(server.base_url, read_timeout=30.0).chat(context())
+        waiter = asyncio.ensure_future(stream.__anext__())
+        await asyncio.wait_for(server.connected.wait(), 1.0)
+        waiter.cancel()
+        await asyncio.wait({waiter}, timeout=1.0)
+        assert waiter.cancelled()
+        await stream.aclose()
+        assert LEDGER.count_open() == 0
+
+
+@pytest.mark.real_time
+async def test_aclose_from_another_task_while_a_read_is_pending() -> None:
+    async with fake_openai(_stalled) as server:
+        stream = llm_for(server.base_url, read_timeout=30.0).chat(context())
+        assert (await stream.__anext__()).delta == "Once upon"
+        reader = asyncio.ensure_future(stream.__anext__())
+        await asyncio.sleep(0.05)
+        await asyncio.wait({asyncio.ensure_future(stream.aclose())}, timeout=1.0)
+        done, _ = await asyncio.wait({reader}, timeout=1.0)
+        assert done, "the pending read must end when the stream is closed"
+        with pytest.raises(StopAsyncIteration):
+            reader.result()
+        assert LEDGER.count_open() == 0
+
+
+@pytest.mark.real_time
+async def test_abort_releases_at_once_and_ends_a_pending_read() -> None:
+    async with fake_openai(_stalled) as server:
+        stream = llm_for(server.base_url, read_timeout=30.0).chat(context())
+        assert (await stream.__anext__()).delta == "Once upon"
+        reader = asyncio.ensure_future(stream.__anext__())
+        await asyncio.sleep(0.05)
+        stream.abort()
+        assert LEDGER.count_open() == 0
+        done, _ = await asyncio.wait({reader}, timeout=1.0)
+        assert done
+        with pytest.raises(StopAsyncIteration):
+            reader.result()
+        await stream.aclose()  # still fine: frees the client
+        assert await server.peers[0].wait_disconnected(1.0)
