@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Iterator
 
 import pytest
 from fake_openai import Peer, fake_openai, finish_chunk, text_chunk, tool_chunk
@@ -23,9 +24,16 @@ from voxlane.errors import (
     ProviderProtocolError,
     ProviderTimeoutError,
 )
-from voxlane.providers._openai_wire import ReplyAssembler, SSEDecoder, WireError, request_body
+from voxlane.providers._openai_wire import (
+    ReplyAssembler,
+    SSEDecoder,
+    WireError,
+    forced_tool_choice,
+    request_body,
+)
 from voxlane.providers.llm import ChatChunk
 from voxlane.providers.openai_llm import OpenAICompatibleLLM, OpenAILLMStream
+from voxlane.testing.llama_server import LlamaServer, llama_server_available
 
 WEATHER = ToolSpec(
     "get_weather",
@@ -34,9 +42,9 @@ WEATHER = ToolSpec(
 )
 
 
-def context(user: str = "Hello") -> ChatContext:
+def context(user: str = "Hello", system: str = "You are a helpful assistant.") -> ChatContext:
     ctx = ChatContext()
-    ctx.add(ChatMessage("system", "You are terse."))
+    ctx.add(ChatMessage("system", system))
     ctx.add(ChatMessage("user", user))
     return ctx
 
@@ -71,7 +79,7 @@ def test_messages_and_tools_become_openai_json() -> None:
     )
     assert body["stream"] is True and body["seed"] == 7 and body["max_tokens"] == 32
     assert body["messages"] == [
-        {"role": "system", "content": "You are terse."},
+        {"role": "system", "content": "You are a helpful assistant."},
         {"role": "user", "content": "Weather in Paris?"},
         {
             "role": "assistant",
@@ -180,7 +188,7 @@ async def test_tool_call_deltas_split_across_chunks_become_complete_calls() -> N
     async def scenario(peer: Peer) -> None:
         await peer.head()
         await peer.event(tool_chunk(0, call_id="call_1", name="get_weather", arguments=""))
-        for piece in ('{"', 'city', '": "Par', 'is"}'):
+        for piece in ('{"', "city", '": "Par', 'is"}'):
             await peer.event(tool_chunk(0, arguments=piece))
         raw = "data: " + json.dumps(tool_chunk(1, call_id="call_2", name="get_weather"))
         await peer.send(raw[:25])  # mid-line split
@@ -412,3 +420,80 @@ async def test_abort_releases_at_once_and_ends_a_pending_read() -> None:
             reader.result()
         await stream.aclose()  # still fine: frees the client
         assert await server.peers[0].wait_disconnected(1.0)
+
+
+# -- a real OpenAI-compatible server: llama-cpp-python + SmolLM2-135M-Instruct -------------
+@pytest.fixture(scope="module")
+def llama_server() -> Iterator[LlamaServer]:
+    missing = llama_server_available()
+    if missing:
+        pytest.skip(missing)
+    with LlamaServer() as server:
+        yield server
+
+
+def local_llm(server: LlamaServer, **kwargs: object) -> OpenAICompatibleLLM:
+    kwargs.setdefault("temperature", 0.0)
+    kwargs.setdefault("max_tokens", 48)
+    kwargs.setdefault("extra_body", {"seed": 42})
+    kwargs.setdefault("read_timeout", 20.0)
+    return llm_for(server.base_url, model="smollm2", **kwargs)
+
+
+@pytest.mark.real_time
+async def test_real_server_streams_text_in_several_deltas(llama_server: LlamaServer) -> None:
+    stream = local_llm(llama_server).chat(context("What is the capital of France?"))
+    chunks = await collect(stream)
+    deltas = [c.delta for c in chunks if c.delta]
+    assert len(deltas) >= 3, deltas
+    assert "paris" in "".join(deltas).lower()  # greedy decoding: the prompt got through
+    assert not any(c.tool_calls for c in chunks)
+    assert stream.finish_reason in ("stop", "length")
+    assert LEDGER.count_open() == 0
+
+
+@pytest.mark.real_time
+async def test_real_server_calls_a_forced_tool(llama_server: LlamaServer) -> None:
+    # A 135M model does not choose tools on its own: the chatml-function-calling format
+    # with a forced tool_choice constrains its output to the function's JSON schema.
+    spec = ToolSpec(
+        "get_weather",
+        "Current weather in a city",
+        {
+            "type": "object",
+            "properties": {"city": {"type": "string", "maxLength": 20}},
+            "required": ["city"],
+            "additionalProperties": False,
+        },
+    )
+    llm = local_llm(llama_server, max_tokens=24, tool_choice=forced_tool_choice("get_weather"))
+    chunks = await collect(llm.chat(context("What is the weather in Paris?"), [spec]))
+    calls = [call for c in chunks for call in c.tool_calls]
+    assert len(calls) == 1, chunks
+    assert calls[0].name == "get_weather" and calls[0].call_id
+    assert isinstance(json.loads(calls[0].arguments)["city"], str)
+    assert LEDGER.count_open() == 0
+
+
+@pytest.mark.real_time
+async def test_real_server_killed_mid_stream_is_a_quick_retryable_error() -> None:
+    missing = llama_server_available()
+    if missing:
+        pytest.skip(missing)
+    with LlamaServer() as server:  # its own: this one dies
+        llm = local_llm(server, max_tokens=1500)
+        stream = llm.chat(context("Count from 1 to 500, separated by commas."))
+        received = []
+        async with stream:
+            with pytest.raises(ProviderConnectionError) as caught:
+                async for chunk in stream:
+                    received.append(chunk.delta)
+                    if len(received) == 5:
+                        server.kill()
+                        killed_at = time.monotonic()
+            elapsed = time.monotonic() - killed_at
+            assert LEDGER.count_open() == 0
+    assert caught.value.retryable is True
+    assert "stream ended before completion" in str(caught.value)
+    assert elapsed < 2.0, elapsed
+    assert len(received) >= 5
