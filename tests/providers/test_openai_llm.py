@@ -19,6 +19,7 @@ from voxlane.aio.ledger import LEDGER
 from voxlane.chat import ChatContext, ChatMessage, ToolCall, ToolSpec
 from voxlane.errors import (
     ProviderAuthError,
+    ProviderConfigError,
     ProviderConnectionError,
     ProviderError,
     ProviderProtocolError,
@@ -335,6 +336,48 @@ async def test_connection_refused_is_a_retryable_connection_error() -> None:
     assert LEDGER.count_open() == 0
 
 
+@pytest.mark.real_time
+async def test_keep_alive_comments_do_not_extend_the_chunk_deadline() -> None:
+    async def scenario(peer: Peer) -> None:
+        await peer.head()
+        while not peer.stop.is_set():
+            await peer.send(": keep-alive\n\n")
+            await asyncio.sleep(0.05)
+
+    async with fake_openai(scenario) as server:
+        stream = llm_for(server.base_url, read_timeout=0.3).chat(context())
+        start = time.monotonic()
+        with pytest.raises(ProviderTimeoutError, match="no chunk within"):
+            await collect(stream)
+        assert time.monotonic() - start < 1.0
+    assert LEDGER.count_open() == 0
+
+
+@pytest.mark.real_time
+@pytest.mark.parametrize(
+    ("kind", "retryable"), [("server_error", True), ("invalid_request", False)]
+)
+async def test_an_error_event_in_the_stream_is_a_provider_error(kind: str, retryable: bool) -> None:
+    async def scenario(peer: Peer) -> None:
+        await peer.head()
+        await peer.event(text_chunk("Hel"))
+        await peer.event({"error": {"message": "model crashed", "type": kind}})
+        await peer.stall()
+
+    async with fake_openai(scenario) as server:
+        with pytest.raises(ProviderError, match="model crashed") as caught:
+            await collect(llm_for(server.base_url).chat(context()))
+    assert caught.value.retryable is retryable
+    assert LEDGER.count_open() == 0
+
+
+@pytest.mark.real_time
+async def test_unsupported_url_scheme_is_a_config_error() -> None:
+    with pytest.raises(ProviderConfigError):
+        await collect(llm_for("ftp://127.0.0.1:9/v1").chat(context()))
+    assert LEDGER.count_open() == 0
+
+
 # -- fake server: closing -----------------------------------------------------------------
 async def _stalled(peer: Peer) -> None:
     await peer.head()
@@ -418,7 +461,21 @@ async def test_abort_releases_at_once_and_ends_a_pending_read() -> None:
         assert done
         with pytest.raises(StopAsyncIteration):
             reader.result()
-        await stream.aclose()  # still fine: frees the client
+        await stream.aclose()  # idempotent after abort()
+        assert await server.peers[0].wait_disconnected(1.0)
+
+
+@pytest.mark.real_time
+async def test_a_cancelled_aclose_still_releases() -> None:
+    async with fake_openai(_stalled) as server:
+        stream = llm_for(server.base_url, read_timeout=30.0).chat(context())
+        assert (await stream.__anext__()).delta == "Once upon"
+        closer = asyncio.ensure_future(stream.aclose())
+        await asyncio.sleep(0)
+        closer.cancel()
+        await asyncio.wait({closer}, timeout=1.0)
+        assert closer.done()
+        assert LEDGER.count_open() == 0
         assert await server.peers[0].wait_disconnected(1.0)
 
 

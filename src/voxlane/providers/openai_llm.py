@@ -32,10 +32,12 @@ from typing import Any
 
 import httpx
 
+from voxlane.aio.clock import DEFAULT_CLOCK, Clock
 from voxlane.chat import ChatContext, ToolSpec
 from voxlane.errors import (
     ClosedError,
     ProviderAuthError,
+    ProviderConfigError,
     ProviderConnectionError,
     ProviderError,
     ProviderProtocolError,
@@ -46,9 +48,12 @@ from voxlane.providers._openai_wire import (
     SSEDecoder,
     StreamError,
     WireError,
+    forced_tool_choice,
     request_body,
 )
 from voxlane.providers.llm import LLM, ChatChunk, LLMStream
+
+__all__ = ["OpenAICompatibleLLM", "OpenAILLMStream", "forced_tool_choice"]
 
 _ERROR_BODY_LIMIT = 2048
 """Bytes of an HTTP error body quoted in the error message."""
@@ -80,6 +85,7 @@ class OpenAICompatibleLLM(LLM):
         if connect_timeout <= 0 or read_timeout <= 0:
             raise ValueError("connect_timeout and read_timeout must be positive")
         self.base_url = base_url.rstrip("/")
+        httpx.URL(self.base_url)  # raises httpx.InvalidURL now rather than mid-call
         self.model = model
         self.temperature = temperature
         self.max_tokens = max_tokens
@@ -116,7 +122,9 @@ class OpenAICompatibleLLM(LLM):
         )
         return OpenAILLMStream(self, body)
 
-    def _client(self) -> httpx.AsyncClient:
+    def http_client(self) -> httpx.AsyncClient:
+        """A new HTTP client with this provider's headers and timeouts; the caller closes it.
+        One per stream: a stream's connection is its own, released with the stream."""
         timeout = httpx.Timeout(
             connect=self.connect_timeout,
             read=self.read_timeout,
@@ -142,6 +150,7 @@ class OpenAILLMStream(LLMStream):
         super().__init__(label=owner.label)
         self._owner = owner
         self._body = body
+        self._content = json.dumps(body).encode()  # a TypeError here names the bad field
         self._state = _State.NEW
         self._client: httpx.AsyncClient | None = None
         self._response: httpx.Response | None = None
@@ -150,6 +159,7 @@ class OpenAILLMStream(LLMStream):
         self._assembler = ReplyAssembler()
         self._ready: deque[ChatChunk] = deque()
         self._interrupted = False
+        self._clock: Clock = DEFAULT_CLOCK
 
     @property
     def request_body(self) -> dict[str, Any]:
@@ -164,7 +174,10 @@ class OpenAILLMStream(LLMStream):
     async def __anext__(self) -> ChatChunk:
         if self._ready:
             return self._ready.popleft()
-        if self._state in (_State.ENDED, _State.CLOSED):
+        if self._state is _State.CLOSED:
+            await self._close_http()  # after abort(): free what it could not (sync)
+            raise StopAsyncIteration
+        if self._state is _State.ENDED:
             raise StopAsyncIteration
         if self._interrupted:
             raise ClosedError(
@@ -173,15 +186,22 @@ class OpenAILLMStream(LLMStream):
         try:
             if self._state is _State.NEW:
                 await self._connect()
+            # httpx bounds each socket read by read_timeout; this bounds the wait for a
+            # chunk when the server trickles keep-alive comments and nothing else.
+            deadline = self._clock.now() + self._owner.read_timeout
             while not self._ready:
                 if not await self._read_some():
                     break
+                if not self._ready and self._clock.now() > deadline:
+                    raise ProviderTimeoutError(
+                        f"no chunk within {self._owner.read_timeout:g}s", provider=self.label
+                    )
         except asyncio.CancelledError:
             # The response is now at an unknown position: never pretend it ended cleanly.
             self._interrupted = True
             raise
-        except ProviderError:
-            await self._end()
+        except Exception:
+            await self._end()  # a failed stream releases its connection at once
             raise
         if self._ready:
             return self._ready.popleft()
@@ -190,8 +210,13 @@ class OpenAILLMStream(LLMStream):
     async def _connect(self) -> None:
         self._state = _State.CONNECTING
         self._mark_open()
-        self._client = self._owner._client()
-        request = self._client.build_request("POST", self._owner.url, json=self._body)
+        self._client = self._owner.http_client()
+        request = self._client.build_request(
+            "POST",
+            self._owner.url,
+            content=self._content,
+            headers={"Content-Type": "application/json"},
+        )
         try:
             response = await self._client.send(request, stream=True)
         except httpx.HTTPError as exc:
@@ -219,8 +244,9 @@ class OpenAILLMStream(LLMStream):
         except StopAsyncIteration:
             data = None
         except Exception as exc:
-            if self._state is _State.CLOSED:
-                return False  # our own aclose()/abort() cut the read short
+            if self._state is _State.CLOSED:  # our own aclose()/abort() cut the read short
+                await self._close_http()
+                return False
             if isinstance(exc, httpx.HTTPError):
                 raise self._translate(exc, during="read") from exc
             raise ProviderConnectionError(
@@ -228,6 +254,7 @@ class OpenAILLMStream(LLMStream):
                 provider=self.label,
             ) from exc
         if self._state is _State.CLOSED:
+            await self._close_http()
             return False
         try:
             if data is None:
@@ -261,6 +288,10 @@ class OpenAILLMStream(LLMStream):
 
     # -- errors ---------------------------------------------------------------------------
     def _translate(self, exc: httpx.HTTPError, *, during: str) -> ProviderError:
+        if isinstance(exc, httpx.UnsupportedProtocol):
+            return ProviderConfigError(
+                f"bad base_url {self._owner.url!r}: {exc}", provider=self.label
+            )
         if isinstance(exc, httpx.TimeoutException):
             what = "connecting" if isinstance(exc, httpx.ConnectTimeout) else "no data"
             limit = (
