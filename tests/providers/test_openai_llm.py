@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 from fake_openai import Peer, fake_openai, finish_chunk, text_chunk, tool_chunk
 
+from voxlane import AgentSession
 from voxlane.aio.ledger import LEDGER
 from voxlane.chat import ChatContext, ChatMessage, ToolCall, ToolSpec
 from voxlane.errors import (
@@ -34,7 +35,10 @@ from voxlane.providers._openai_wire import (
 )
 from voxlane.providers.llm import ChatChunk
 from voxlane.providers.openai_llm import OpenAICompatibleLLM, OpenAILLMStream
+from voxlane.testing import FakeSTT, FakeTTS
 from voxlane.testing.llama_server import LlamaServer, llama_server_available
+from voxlane.testing.scenarios import ScriptAgent
+from voxlane.transports import LocalRoom
 
 WEATHER = ToolSpec(
     "get_weather",
@@ -479,6 +483,23 @@ async def test_a_cancelled_aclose_still_releases() -> None:
         assert await server.peers[0].wait_disconnected(1.0)
 
 
+@pytest.mark.real_time
+async def test_session_close_while_the_llm_streams_releases_it_within_the_budget() -> None:
+    async with fake_openai(_stalled) as server:
+        room = LocalRoom()
+        llm = llm_for(server.base_url, read_timeout=30.0)
+        session = AgentSession(stt=FakeSTT(), llm=llm, tts=FakeTTS(), close_timeout=2.0)
+        await session.start(ScriptAgent(greeting=None), room=room)
+        session.generate_reply(user_input="Tell me a story")
+        await asyncio.wait_for(server.connected.wait(), 2.0)
+        await asyncio.sleep(0.2)  # "Once upon" is spoken; then the server stalls
+        start = time.monotonic()
+        event = await session.aclose()
+        assert time.monotonic() - start < 2.0
+        assert event.report.open_connections_after == 0
+        assert await server.peers[0].wait_disconnected(1.0)
+
+
 # -- a real OpenAI-compatible server: llama-cpp-python + SmolLM2-135M-Instruct -------------
 @pytest.fixture(scope="module")
 def llama_server() -> Iterator[LlamaServer]:
@@ -554,3 +575,19 @@ async def test_real_server_killed_mid_stream_is_a_quick_retryable_error() -> Non
     assert "stream ended before completion" in str(caught.value)
     assert elapsed < 2.0, elapsed
     assert len(received) >= 5
+
+
+@pytest.mark.real_time
+async def test_a_session_turn_on_the_real_server(llama_server: LlamaServer) -> None:
+    session = AgentSession(stt=FakeSTT(), llm=local_llm(llama_server), tts=FakeTTS())
+    await session.start(
+        ScriptAgent(greeting=None, instructions="You are a helpful assistant."), room=LocalRoom()
+    )
+    session.generate_reply(user_input="What is the capital of France?")
+    deadline = time.monotonic() + 20.0
+    while time.monotonic() < deadline and not any(m.role == "assistant" for m in session.history):
+        await asyncio.sleep(0.05)
+    event = await session.aclose()
+    replies = [m.text for m in event.history if m.role == "assistant"]
+    assert replies and replies[0].strip(), event.history
+    assert event.report.open_connections_after == 0

@@ -328,13 +328,18 @@ class OpenAILLMStream(LLMStream):
     async def _error_detail(self, response: httpx.Response) -> str:
         """The start of the error body (bounded in size; in time by read_timeout)."""
         raw = bytearray()
+        parts = response.aiter_bytes()
         try:
-            async for part in response.aiter_bytes():
+            async for part in parts:
                 raw += part
                 if len(raw) >= _ERROR_BODY_LIMIT:
                     break
         except httpx.HTTPError:
             pass
+        finally:
+            aclose = getattr(parts, "aclose", None)  # an async generator: close it here,
+            if aclose is not None:  # not in a finalizer task at garbage collection
+                await aclose()
         text = raw[:_ERROR_BODY_LIMIT].decode("utf-8", "replace").strip()
         try:
             payload = json.loads(text)
