@@ -85,7 +85,9 @@ class OpenAICompatibleLLM(LLM):
         if connect_timeout <= 0 or read_timeout <= 0:
             raise ValueError("connect_timeout and read_timeout must be positive")
         self.base_url = base_url.rstrip("/")
-        httpx.URL(self.base_url)  # raises httpx.InvalidURL now rather than mid-call
+        url = httpx.URL(self.base_url)
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ValueError(f"base_url must be http(s)://host[:port]/path, not {base_url!r}")
         self.model = model
         self.temperature = temperature
         self.max_tokens = max_tokens
@@ -168,7 +170,11 @@ class OpenAILLMStream(LLMStream):
 
     @property
     def finish_reason(self) -> str | None:
+        """Why the reply ended (``stop``, ``length``, ``tool_calls``), once it has."""
         return self._assembler.finish_reason
+
+    async def __aenter__(self) -> OpenAILLMStream:
+        return self
 
     # -- iteration ------------------------------------------------------------------------
     async def __anext__(self) -> ChatChunk:
