@@ -16,7 +16,14 @@ Errors (all :class:`~voxlane.errors.ProviderError`, cause chained)::
     HTTP 429, 5xx                   ProviderError              retryable
     other HTTP 4xx                  ProviderError              fatal
     cannot connect, stream cut      ProviderConnectionError    retryable
+      (incl. no [DONE] before EOF)
+    {"error": ...} in the stream    ProviderError              retryable if server-side
     not SSE / not JSON              ProviderProtocolError      fatal
+    unsupported URL scheme          ProviderConfigError        fatal
+
+``abort()`` shuts the TCP socket down at once (sync); the HTTP client objects are then freed
+when the stream is next iterated, or by the garbage collector. One connection per stream, no
+pooling: nothing stays open after a stream is released.
 """
 
 from __future__ import annotations
@@ -65,6 +72,7 @@ class OpenAICompatibleLLM(LLM):
     ``tool_choice`` (``"auto"``, ``"required"``, ``"none"`` or
     ``{"type": "function", "function": {"name": ...}}``) is sent when tools are given.
     ``extra_body`` is merged into every request body last (``seed``, ``top_k``, ...).
+    ``trust_env=True`` honours the HTTP(S)_PROXY, NO_PROXY and SSL_CERT_FILE variables.
     """
 
     def __init__(
@@ -80,6 +88,7 @@ class OpenAICompatibleLLM(LLM):
         read_timeout: float = 15.0,
         extra_body: Mapping[str, Any] | None = None,
         extra_headers: Mapping[str, str] | None = None,
+        trust_env: bool = False,
         label: str = "openai-llm",
     ) -> None:
         if connect_timeout <= 0 or read_timeout <= 0:
@@ -95,6 +104,7 @@ class OpenAICompatibleLLM(LLM):
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.extra_body = dict(extra_body or {})
+        self.trust_env = trust_env
         self.label = label
         self._headers = {"Accept": "text/event-stream", **(extra_headers or {})}
         if api_key:
@@ -133,7 +143,7 @@ class OpenAICompatibleLLM(LLM):
             write=self.connect_timeout,
             pool=self.connect_timeout,
         )
-        return httpx.AsyncClient(headers=self._headers, timeout=timeout, trust_env=False)
+        return httpx.AsyncClient(headers=self._headers, timeout=timeout, trust_env=self.trust_env)
 
 
 class _State(enum.Enum):
