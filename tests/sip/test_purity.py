@@ -11,8 +11,19 @@ import voxlane.transports.sip as sip_pkg
 
 PACKAGE_DIR = Path(sip_pkg.__file__).parent
 MODULES = sorted(PACKAGE_DIR.glob("*.py"))
-FORBIDDEN_IMPORTS = {"asyncio", "socket", "selectors", "threading", "time", "datetime",
-                     "concurrent", "multiprocessing", "subprocess", "os", "audioop"}
+FORBIDDEN_IMPORTS = {
+    "asyncio",
+    "socket",
+    "selectors",
+    "threading",
+    "time",
+    "datetime",
+    "concurrent",
+    "multiprocessing",
+    "subprocess",
+    "os",
+    "audioop",
+}
 
 
 def imported_roots(path: Path) -> set[str]:
@@ -51,6 +62,7 @@ def test_importing_the_package_does_not_load_asyncio() -> None:
         "loaded = [m for m in ('asyncio', 'socket', 'threading') if m in sys.modules]\n"
         "print(','.join(loaded))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=60, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
     assert result.stdout.strip() == "", f"loaded: {result.stdout.strip()}"
