@@ -2,15 +2,19 @@
 a real llama.cpp server (llama-cpp-python) running SmolLM2-135M-Instruct.
 
 Socket tests run on the real clock (``@pytest.mark.real_time``), each bounded with short
-timeouts; the real server is started once per module.
+timeouts; each real-server test starts its own server (about a second).
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
+import os
+import signal
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 from fake_openai import Peer, fake_openai, finish_chunk, text_chunk, tool_chunk
@@ -32,10 +36,10 @@ from voxlane.providers._openai_wire import (
     forced_tool_choice,
     request_body,
 )
+from voxlane.providers.llama_server import LlamaServer, LlamaServerError, smollm2_model_path
 from voxlane.providers.llm import ChatChunk
 from voxlane.providers.openai_llm import OpenAICompatibleLLM, OpenAILLMStream
 from voxlane.testing import FakeSTT, FakeTTS
-from voxlane.testing.llama_server import LlamaServer, llama_server_available
 from voxlane.testing.scenarios import ScriptAgent
 from voxlane.transports import LocalRoom
 
@@ -508,13 +512,29 @@ async def test_session_close_while_the_llm_streams_releases_it_within_the_budget
 
 
 # -- a real OpenAI-compatible server: llama-cpp-python + SmolLM2-135M-Instruct -------------
-@pytest.fixture(scope="module")
-def llama_server() -> Iterator[LlamaServer]:
-    missing = llama_server_available()
+def _llama_missing() -> str | None:
+    if importlib.util.find_spec("llama_cpp") is None:
+        return "llama-cpp-python is not installed (pip install -e '.[llm]')"
+    try:
+        smollm2_model_path()
+    except LlamaServerError as exc:
+        return str(exc)
+    return None
+
+
+@asynccontextmanager
+async def llama_server() -> AsyncIterator[LlamaServer]:
+    """SmolLM2 on a llama.cpp server of its own (about a second to start)."""
+    missing = _llama_missing()
     if missing:
         pytest.skip(missing)
-    with LlamaServer() as server:
+    # chatml-function-calling: ChatML, plus grammar-constrained calls for a forced tool_choice
+    server = LlamaServer(chat_format="chatml-function-calling", ready_timeout=60.0)
+    await server.start()
+    try:
         yield server
+    finally:
+        await server.aclose()
 
 
 def local_llm(server: LlamaServer, **kwargs: object) -> OpenAICompatibleLLM:
@@ -526,9 +546,10 @@ def local_llm(server: LlamaServer, **kwargs: object) -> OpenAICompatibleLLM:
 
 
 @pytest.mark.real_time
-async def test_real_server_streams_text_in_several_deltas(llama_server: LlamaServer) -> None:
-    stream = local_llm(llama_server).chat(context("What is the capital of France?"))
-    chunks = await collect(stream)
+async def test_real_server_streams_text_in_several_deltas() -> None:
+    async with llama_server() as server:
+        stream = local_llm(server).chat(context("What is the capital of France?"))
+        chunks = await collect(stream)
     deltas = [c.delta for c in chunks if c.delta]
     assert len(deltas) >= 3, deltas
     assert "paris" in "".join(deltas).lower()  # greedy decoding: the prompt got through
@@ -538,7 +559,7 @@ async def test_real_server_streams_text_in_several_deltas(llama_server: LlamaSer
 
 
 @pytest.mark.real_time
-async def test_real_server_calls_a_forced_tool(llama_server: LlamaServer) -> None:
+async def test_real_server_calls_a_forced_tool() -> None:
     # A 135M model does not choose tools on its own: the chatml-function-calling format
     # with a forced tool_choice constrains its output to the function's JSON schema.
     spec = ToolSpec(
@@ -551,8 +572,9 @@ async def test_real_server_calls_a_forced_tool(llama_server: LlamaServer) -> Non
             "additionalProperties": False,
         },
     )
-    llm = local_llm(llama_server, max_tokens=24, tool_choice=forced_tool_choice("get_weather"))
-    chunks = await collect(llm.chat(context("What is the weather in Paris?"), [spec]))
+    async with llama_server() as server:
+        llm = local_llm(server, max_tokens=24, tool_choice=forced_tool_choice("get_weather"))
+        chunks = await collect(llm.chat(context("What is the weather in Paris?"), [spec]))
     calls = [call for c in chunks for call in c.tool_calls]
     assert len(calls) == 1, chunks
     assert calls[0].name == "get_weather" and calls[0].call_id
@@ -562,10 +584,9 @@ async def test_real_server_calls_a_forced_tool(llama_server: LlamaServer) -> Non
 
 @pytest.mark.real_time
 async def test_real_server_killed_mid_stream_is_a_quick_retryable_error() -> None:
-    missing = llama_server_available()
-    if missing:
-        pytest.skip(missing)
-    with LlamaServer() as server:  # its own: this one dies
+    async with llama_server() as server:
+        assert server.process is not None
+        pid = server.process.pid
         llm = local_llm(server, max_tokens=1500)
         stream = llm.chat(context("Count from 1 to 500, separated by commas."))
         received = []
@@ -574,7 +595,7 @@ async def test_real_server_killed_mid_stream_is_a_quick_retryable_error() -> Non
                 async for chunk in stream:
                     received.append(chunk.delta)
                     if len(received) == 5:
-                        server.kill()
+                        os.kill(pid, signal.SIGKILL)
                         killed_at = time.monotonic()
             elapsed = time.monotonic() - killed_at
             assert LEDGER.count_open() == 0
@@ -585,16 +606,18 @@ async def test_real_server_killed_mid_stream_is_a_quick_retryable_error() -> Non
 
 
 @pytest.mark.real_time
-async def test_a_session_turn_on_the_real_server(llama_server: LlamaServer) -> None:
-    session = AgentSession(stt=FakeSTT(), llm=local_llm(llama_server), tts=FakeTTS())
-    await session.start(
-        ScriptAgent(greeting=None, instructions="You are a helpful assistant."), room=LocalRoom()
-    )
-    session.generate_reply(user_input="What is the capital of France?")
-    deadline = time.monotonic() + 20.0
-    while time.monotonic() < deadline and not any(m.role == "assistant" for m in session.history):
-        await asyncio.sleep(0.05)
-    event = await session.aclose()
+async def test_a_session_turn_on_the_real_server() -> None:
+    async with llama_server() as server:
+        session = AgentSession(stt=FakeSTT(), llm=local_llm(server), tts=FakeTTS())
+        agent = ScriptAgent(greeting=None, instructions="You are a helpful assistant.")
+        await session.start(agent, room=LocalRoom())
+        session.generate_reply(user_input="What is the capital of France?")
+        deadline = time.monotonic() + 20.0
+        while time.monotonic() < deadline and not any(
+            m.role == "assistant" for m in session.history
+        ):
+            await asyncio.sleep(0.05)
+        event = await session.aclose()
     replies = [m.text for m in event.history if m.role == "assistant"]
     assert replies and replies[0].strip(), event.history
     assert event.report.open_connections_after == 0

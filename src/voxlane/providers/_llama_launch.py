@@ -1,4 +1,4 @@
-"""``python -m voxlane.testing._llama_launch [llama_cpp.server args]``: llama-cpp-python's
+"""``python -m voxlane.providers._llama_launch [llama_cpp.server args]``: llama-cpp-python's
 OpenAI-compatible server, with llama.cpp's extra weight buffer types turned off.
 
 Why: on CPUs that advertise AMX (recent Xeons, and VMs on them) llama.cpp repacks quantized
