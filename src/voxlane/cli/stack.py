@@ -72,9 +72,7 @@ async def local_stack(
             raise ValueError("an external gateway needs its API key")
         if llm is None:
             from voxlane.providers.llama_server import LlamaServer
-            from voxlane.providers.openai_llm import (  # type: ignore[import-not-found]
-                OpenAICompatibleLLM,
-            )
+            from voxlane.providers.openai_llm import OpenAICompatibleLLM
 
             console.print("[dim]starting the local LLM (SmolLM2-135M on llama.cpp)...[/]")
             llama = LlamaServer()

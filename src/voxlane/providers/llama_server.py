@@ -77,7 +77,9 @@ class LlamaServer:
         args = [
             sys.executable,
             "-m",
-            "llama_cpp.server",
+            # llama_cpp.server with llama.cpp's AMX weight repacking off (it crashes with
+            # SmolLM2's Q4_1 weights on AMX CPUs): see _llama_launch.
+            "voxlane.providers._llama_launch",
             "--model",
             str(self.model),
             "--host",
