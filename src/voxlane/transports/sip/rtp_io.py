@@ -24,6 +24,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+
 from voxlane.aio.channel import BoundedChannel
 from voxlane.aio.clock import DEFAULT_CLOCK, Clock
 from voxlane.aio.tasks import TaskOwner
@@ -45,6 +47,7 @@ FRAME_S = 0.02
 FRAME_SAMPLES = 160
 INPUT_BUFFER_FRAMES = 100  # 2 s of caller audio; older frames are dropped if nobody reads
 LATENESS_SAMPLES = 4096  # per stream, for the jitter benchmark
+LOUD = 1000  # a sent frame peaking above this is audible (not silence), for tests/reports
 # A gap this long between two sent packets starts a new talkspurt (marker bit, new anchor).
 _TALKSPURT_GAP_S = 0.06
 
@@ -63,6 +66,7 @@ class RtpStatistics:
     foreign: int
     frames_dropped: int
     send_errors: int
+    loud_packets_out: int
 
 
 class _RtpProtocol(asyncio.DatagramProtocol):
@@ -148,11 +152,13 @@ class RtpStream:
         self._activity: RtpActivity | None = None
         self._negotiation: AudioNegotiation | None = None
         self._remote: Address | None = None
+        self._latched: Address | None = None
         self._sender: RtpSender | None = None
         self._anchor: float | None = None  # schedule start of the current talkspurt
         self._sent_in_spurt = 0
         self._last_send = 0.0
         self._packets_in = self._garbage = self._foreign = self._send_errors = 0
+        self._loud_out = 0
         self._timed_out = False
         self._closed = False
 
@@ -203,11 +209,28 @@ class RtpStream:
         except RtpParseError:
             self._garbage += 1
             return
+        if not self._accept_source(packet.payload_type, source):
+            self._foreign += 1
+            return
         now = self._clock.now()
         self._packets_in += 1
         self._jitter.push(packet, now)
         if self._activity is not None:
             self._activity.on_packet(now)
+
+    def _accept_source(self, payload_type: int, source: Address) -> bool:
+        """Symmetric-RTP latching: the first packet of a negotiated payload type from the
+        SDP's host fixes the peer's address; later packets from elsewhere are ignored (a
+        stray or spoofed stream would otherwise restart the jitter buffer)."""
+        neg = self._negotiation
+        if neg is None:
+            return False
+        if self._latched is None:
+            if source[0] != neg.remote_host or payload_type not in (
+                    neg.payload_type, neg.telephone_event):
+                return False
+            self._latched = source
+        return source == self._latched
 
     async def _tick(self) -> None:
         """Every 20 ms: play out what the jitter buffer releases; watch for RTP timeout."""
@@ -249,7 +272,10 @@ class RtpStream:
         self.send_lateness.append(now - (self._anchor + self._sent_in_spurt * FRAME_S))
         self._sent_in_spurt += 1
         self._last_send = now
-        payload = g711.encode(self._sender.payload_type, frame.data)
+        pcm = frame.to_numpy()
+        if pcm.size and int(np.abs(pcm.astype(np.int32)).max()) > LOUD:
+            self._loud_out += 1
+        payload = g711.encode(self._sender.payload_type, pcm)
         try:
             self._transport.sendto(self._sender.next_packet(payload).to_bytes(), self._remote)
         except OSError:
@@ -263,6 +289,7 @@ class RtpStream:
             lost=jb.lost, late=jb.late, duplicates=jb.duplicates, garbage=self._garbage,
             foreign=self._foreign, frames_dropped=self.audio_in.statistics().dropped,
             send_errors=self._send_errors + self._protocol.errors,
+            loud_packets_out=self._loud_out,
         )
 
 

@@ -98,6 +98,7 @@ class SipServerStatistics:
     calls_offered: int
     calls_answered: int
     calls_active: int
+    peak_active: int
     sessions_started: int
     reports_written: int
     report_errors: int
@@ -142,6 +143,7 @@ class SipServer:
         self.abandoned: list[AbandonedTask] = []
         self.reports: list[Path] = []
         self._offered = self._answered = self._sessions = self._report_errors = 0
+        self._peak = 0
         signaling.attach(self._core, self._on_event)
 
     # -- observation ---------------------------------------------------------------
@@ -157,7 +159,8 @@ class SipServer:
         core = self._core.statistics()
         return SipServerStatistics(
             calls_offered=self._offered, calls_answered=self._answered,
-            calls_active=len(self._calls), sessions_started=self._sessions,
+            calls_active=len(self._calls), peak_active=self._peak,
+            sessions_started=self._sessions,
             reports_written=len(self.reports), report_errors=self._report_errors,
             listener_errors=self._signaling.errors, core_internal_errors=core.internal_errors)
 
@@ -175,6 +178,7 @@ class SipServer:
                 return
             call = _Call(event.call_id, event)
             self._calls[event.call_id] = call
+            self._peak = max(self._peak, len(self._calls))
             try:
                 self._owner.spawn(self._run_call(call), name=f"call:{event.call_id}")
             except ClosedError:
@@ -324,6 +328,7 @@ class SipServer:
                                   else None),
             "rtp": None if media is None else {
                 "packets_in": media.packets_in, "packets_out": media.packets_out,
+                "loud_packets_out": media.loud_packets_out,
                 "lost": media.lost, "late": media.late, "garbage": media.garbage,
             },
         }
