@@ -8,8 +8,9 @@ through ``on_timeout``.
 
 Send: the agent's frames (any rate) → :class:`StreamResampler` to 8 kHz →
 :class:`FrameChunker` 20 ms → :class:`PacedAudioOutput` (real-time pace on the loop clock)
-→ G.711 encode → :class:`RtpSender` packet → ``sendto``. Each packet's send time is kept
-against its 20 ms schedule (``send_lateness``) so the benchmark can measure jitter.
+→ G.711 encode → :class:`RtpSender` packet → ``sendto``. Each packet's send interval is
+kept against the 20 ms its timestamp advanced (``send_jitter``) so the benchmark can
+measure send jitter.
 
 Ownership: :class:`RtpStream` owns its socket and its tick task; :meth:`RtpStream.aclose`
 always releases both (idempotent, bounded, never raises).
@@ -46,9 +47,9 @@ SAMPLE_RATE = 8000
 FRAME_S = 0.02
 FRAME_SAMPLES = 160
 INPUT_BUFFER_FRAMES = 100  # 2 s of caller audio; older frames are dropped if nobody reads
-LATENESS_SAMPLES = 4096  # per stream, for the jitter benchmark
+JITTER_SAMPLES = 4096  # per stream, for the jitter benchmark
 LOUD = 1000  # a sent frame peaking above this is audible (not silence), for tests/reports
-# A gap this long between two sent packets starts a new talkspurt (marker bit, new anchor).
+# A gap this long inside a segment (an underrun) also starts a new talkspurt.
 _TALKSPURT_GAP_S = 0.06
 
 
@@ -85,30 +86,47 @@ class _RtpProtocol(asyncio.DatagramProtocol):
 class RtpAudioOutput(AudioOutput):
     """The agent's audio as paced G.711 RTP. Frames of any rate are accepted (resampled).
 
-    Until :meth:`RtpStream.start` set the destination, frames are played (paced) but
-    not sent. ``flush`` drops a sub-frame remainder (< 20 ms) rather than pad it: the
-    next segment starts clean.
+    ``send(frame, starts_talkspurt)`` is called at each 20 ms frame's playout time; the
+    first frame of each segment (after ``flush``) starts a talkspurt, so the silence
+    between two replies is a talkspurt boundary (marker bit), not jitter. ``flush`` drops
+    a sub-frame remainder (< 20 ms) rather than pad it: the next segment starts clean.
     """
 
     sample_rate = SAMPLE_RATE
 
-    def __init__(self, send: Callable[[AudioFrame], None], *, clock: Clock) -> None:
-        self._paced = PacedAudioOutput(send, sample_rate=SAMPLE_RATE, clock=clock)
+    def __init__(self, send: Callable[[AudioFrame, bool], None], *, clock: Clock) -> None:
+        self._send = send
+        self._paced = PacedAudioOutput(self._play, sample_rate=SAMPLE_RATE, clock=clock)
         self._resampler: StreamResampler | None = None
         self._chunker = FrameChunker(SAMPLE_RATE, FRAME_SAMPLES)
+        self._segment_start = True
+        # First frames of queued segments, in play order (identity, not equality).
+        self._spurt_starts: deque[AudioFrame] = deque()
 
     async def capture_frame(self, frame: AudioFrame) -> None:
         if self._resampler is None or self._resampler.in_rate != frame.sample_rate:
             self._resampler = StreamResampler(frame.sample_rate, SAMPLE_RATE)
         for chunk in self._chunker.push(self._resampler.push(frame)):
+            if self._segment_start:
+                self._segment_start = False
+                self._spurt_starts.append(chunk)
             await self._paced.capture_frame(chunk)
+
+    def _play(self, frame: AudioFrame) -> None:
+        starts = bool(self._spurt_starts) and frame is self._spurt_starts[0]
+        if starts:
+            self._spurt_starts.popleft()
+        self._send(frame, starts)
 
     def flush(self) -> None:
         self._chunker.flush()  # discard the remainder (see the class docstring)
+        self._segment_start = True
         self._paced.flush()
 
     def clear_buffer(self) -> None:
         self._chunker.flush()
+        self._segment_start = True
+        self._spurt_starts.clear()
         self._paced.clear_buffer()
 
     async def wait_for_playout(self) -> PlaybackFinished:
@@ -146,7 +164,8 @@ class RtpStream:
             INPUT_BUFFER_FRAMES, overflow="drop_oldest")
         self.output = RtpAudioOutput(self._send_frame, clock=clock)
         self.on_timeout: Callable[[], None] | None = None
-        self.send_lateness: deque[float] = deque(maxlen=LATENESS_SAMPLES)
+        self.send_jitter: deque[float] = deque(maxlen=JITTER_SAMPLES)
+        """Recent send-interval deviations from 20 ms, in seconds (within talkspurts)."""
         self._owner = TaskOwner(f"rtp:{name}", clock=clock)
         self._jitter = JitterBuffer()
         self._activity: RtpActivity | None = None
@@ -154,9 +173,8 @@ class RtpStream:
         self._remote: Address | None = None
         self._latched: Address | None = None
         self._sender: RtpSender | None = None
-        self._anchor: float | None = None  # schedule start of the current talkspurt
-        self._sent_in_spurt = 0
-        self._last_send = 0.0
+        self._last_send: float | None = None
+        self.talkspurts = 0
         self._packets_in = self._garbage = self._foreign = self._send_errors = 0
         self._loud_out = 0
         self._timed_out = False
@@ -257,20 +275,24 @@ class RtpStream:
 
     # -- send path -------------------------------------------------------------------
 
-    def _send_frame(self, frame: AudioFrame) -> None:
+    def _send_frame(self, frame: AudioFrame, starts_talkspurt: bool) -> None:
         """Sink of the paced output: runs at each 20 ms frame's playout time."""
         if self._sender is None or self._remote is None or self._closed:
             return
         now = self._clock.now()
-        if self._anchor is None or now - self._last_send > _TALKSPURT_GAP_S:
-            if self._anchor is not None:
+        if (starts_talkspurt or self._last_send is None
+                or now - self._last_send > _TALKSPURT_GAP_S):
+            if self._last_send is not None:
                 # Keep the RTP timestamp on real time across the silence (RFC 3550 §5.1).
                 gap = now - self._last_send - FRAME_S
                 self._sender.skip(max(0, round(gap * SAMPLE_RATE)))
             self._sender.start_talkspurt()
-            self._anchor, self._sent_in_spurt = now, 0
-        self.send_lateness.append(now - (self._anchor + self._sent_in_spurt * FRAME_S))
-        self._sent_in_spurt += 1
+            self.talkspurts += 1
+        else:
+            # RFC 3550 §6.4.1's D(i-1, i) seen from the sender: send interval minus the
+            # 20 ms the timestamps advanced. Its spread is what the far end's jitter
+            # buffer has to absorb.
+            self.send_jitter.append(now - self._last_send - FRAME_S)
         self._last_send = now
         pcm = frame.to_numpy()
         if pcm.size and int(np.abs(pcm.astype(np.int32)).max()) > LOUD:
