@@ -186,7 +186,7 @@ async def run_level(workdir: Path, n: int, settle: float, seconds: float) -> dic
         "jitter_p50_ms": round(float(np.percentile(jitter, 50)), 3) if jitter.size else None,
         "jitter_p99_ms": round(float(np.percentile(jitter, 99)), 3) if jitter.size else None,
         "jitter_max_ms": round(float(jitter.max()), 3) if jitter.size else None,
-        "talkspurt_restarts": spurts - len(streams),
+        "talkspurts": spurts,  # one per reply segment (marker bit); not jitter
         "loop_lag_p99_ms": round(float(np.percentile(lags, 99)), 3) if lags else None,
         "server_cpu_fraction": round(cpu, 3),
         "sipp_returncode": proc.returncode,
