@@ -226,3 +226,16 @@ async def test_garbage_never_hurts_a_live_call(tmp_path: Path, workdir: Path) ->
     assert report["sip"]["ended_by"] == "caller_bye"
     assert report["sip"]["rtp"]["garbage"] > 0
     assert report["sip"]["rtp"]["loud_packets_out"] > 25
+
+
+async def test_call_longer_than_max_duration_is_hung_up(tmp_path: Path, workdir: Path) -> None:
+    server = await start(tmp_path, max_call_s=1.5, rtp_timeout_s=5.0)
+    try:
+        result = await run_sipp(workdir, "uac_answer_bye.xml", server.port)
+    finally:
+        await finish(server)
+    assert result.returncode == 0, result.errors or result.stdout  # sipp got our BYE
+    (report,) = reports(tmp_path)
+    assert report["sip"]["ended_by"] == "max_duration"
+    assert report["close"]["reason"] == "participant_disconnected"
+    assert_clean_close(report)

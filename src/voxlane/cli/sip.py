@@ -51,6 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--answer-delay", type=float, default=0.0,
                         help="ring this long before answering")
     parser.add_argument("--close-timeout", type=float, default=4.0)
+    parser.add_argument("--max-call-seconds", type=float, default=4 * 3600.0,
+                        help="hang up calls that last longer than this")
 
 
 def _config(args: argparse.Namespace) -> SipServerConfig:
@@ -62,7 +64,8 @@ def _config(args: argparse.Namespace) -> SipServerConfig:
         host=args.host, port=args.port, max_calls=args.max_calls,
         allowed_sources=tuple(args.allow) if args.allow else None, rtp_port_range=ports,
         rtp_timeout_s=args.rtp_timeout, answer_delay_s=args.answer_delay,
-        close_timeout=args.close_timeout, reports_dir=Path(args.reports))
+        close_timeout=args.close_timeout, max_call_s=args.max_call_seconds,
+        reports_dir=Path(args.reports))
 
 
 async def _serve(args: argparse.Namespace) -> int:

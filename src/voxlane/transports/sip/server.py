@@ -78,7 +78,9 @@ class SipServerConfig:
     """``host`` is bound and advertised (Via, Contact, SDP): use an address callers reach.
     ``port`` 0 = ephemeral (see :attr:`SipServer.port`). ``rtp_port_range``: inclusive,
     even ports used; None = ephemeral. ``close_timeout``: each session's close budget.
-    ``shutdown_timeout``: bound of :meth:`SipServer.aclose` beyond the close budget."""
+    ``shutdown_timeout``: bound of :meth:`SipServer.aclose` beyond the close budget.
+    ``max_call_s``: a call still up after this long is hung up by us (no wait in voxlane
+    is unbounded, not even a conversation)."""
 
     host: str = "127.0.0.1"
     port: int = 5060
@@ -89,6 +91,7 @@ class SipServerConfig:
     answer_delay_s: float = 0.0
     close_timeout: float = 4.0
     shutdown_timeout: float = 2.0
+    max_call_s: float = 4 * 3600.0
     reports_dir: Path | None = None
     t1: float = 0.5
 
@@ -301,7 +304,16 @@ class SipServer:
             # A session that failed to start, or was cancelled while starting, still closes.
             if session.close_event is None and (self._closing or call.terminated.is_set()):
                 session.shutdown(drain=False)
-        await session.wait_closed()
+        closed = asyncio.ensure_future(session.wait_closed())
+        try:
+            await asyncio.wait({closed}, timeout=self.config.max_call_s)
+            if not closed.done():
+                call.ended_by = call.ended_by or "max_duration"
+                call.room.disconnect(DisconnectReason.ROOM_CLOSED)
+                # The close itself is bounded by the session's close budget (I1).
+                await asyncio.wait({closed}, timeout=self.config.close_timeout + 1.0)
+        finally:
+            closed.cancel()
         if call.ended_by is None:
             call.ended_by = "agent_hangup"  # the session closed first: we end the call
         self._hangup(call, call.ended_by)
