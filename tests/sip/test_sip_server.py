@@ -239,3 +239,23 @@ async def test_call_longer_than_max_duration_is_hung_up(tmp_path: Path, workdir:
     assert report["sip"]["ended_by"] == "max_duration"
     assert report["close"]["reason"] == "participant_disconnected"
     assert_clean_close(report)
+
+
+def broken_agent() -> Agent:
+    raise RuntimeError("agent factory bug")
+
+
+async def test_agent_factory_error_hangs_up_and_reports(tmp_path: Path, workdir: Path) -> None:
+    cfg = SipServerConfig(host=HOST, port=0, reports_dir=tmp_path / "reports")
+    server = await serve_sip(broken_agent, providers, cfg)
+    try:
+        result = await run_sipp(workdir, "uac_answer_bye.xml", server.port)
+        await wait_idle(server)
+    finally:
+        await finish(server)
+    # Our BYE follows the ACK at once; sipp may see it before its scenario waits for it
+    # ("unexpected BYE"), which still proves the call was hung up.
+    assert result.returncode == 0 or "BYE" in result.errors, result.errors or result.stdout
+    (report,) = reports(tmp_path)
+    assert report["session_id"] is None and report["sip"]["ended_by"] == "error"
+    assert server.statistics().call_errors == 1

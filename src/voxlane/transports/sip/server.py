@@ -37,6 +37,7 @@ from typing import Any
 
 from voxlane.aio.clock import DEFAULT_CLOCK, Clock
 from voxlane.aio.tasks import AbandonedTask, TaskOwner
+from voxlane.core.states import SessionState
 from voxlane.errors import ClosedError
 from voxlane.providers.llm import LLM
 from voxlane.providers.stt import STT
@@ -105,6 +106,7 @@ class SipServerStatistics:
     sessions_started: int
     reports_written: int
     report_errors: int
+    call_errors: int
     listener_errors: int
     core_internal_errors: int
 
@@ -146,7 +148,7 @@ class SipServer:
         self.abandoned: list[AbandonedTask] = []
         self.reports: list[Path] = []
         self._offered = self._answered = self._sessions = self._report_errors = 0
-        self._peak = 0
+        self._peak = self._call_errors = 0
         signaling.attach(self._core, self._on_event)
 
     # -- observation ---------------------------------------------------------------
@@ -165,6 +167,7 @@ class SipServer:
             calls_active=len(self._calls), peak_active=self._peak,
             sessions_started=self._sessions,
             reports_written=len(self.reports), report_errors=self._report_errors,
+            call_errors=self._call_errors,
             listener_errors=self._signaling.errors, core_internal_errors=core.internal_errors)
 
     def rtp_streams(self) -> list[RtpStream]:
@@ -223,6 +226,9 @@ class SipServer:
             pass  # the dialog already ended: nothing to hang up
 
     def _on_call_error(self, task: asyncio.Task[Any], exc: BaseException) -> None:
+        # The call was already hung up and reported by _run_call's finally; what is left
+        # is to make the failure visible (statistics) and keep its traceback (log).
+        self._call_errors += 1
         log.error("SIP call task %s failed", task.get_name(), exc_info=exc)
 
     # -- one call ---------------------------------------------------------------------
@@ -251,9 +257,15 @@ class SipServer:
             call.ended_by = "rejected"
             self._signaling.command(lambda core, now: core.reject(call.call_id, status, now))
             return False
-        call.media = await open_rtp_stream(
-            self.host, port_range=self.config.rtp_port_range,
-            rtp_timeout_s=self.config.rtp_timeout_s, clock=self._clock, name=call.call_id)
+        try:
+            call.media = await open_rtp_stream(
+                self.host, port_range=self.config.rtp_port_range,
+                rtp_timeout_s=self.config.rtp_timeout_s, clock=self._clock, name=call.call_id)
+        except OSError:
+            log.warning("no RTP port for call %s: answering 503", call.call_id)
+            call.ended_by = "no_rtp_port"
+            self._signaling.command(lambda core, now: core.reject(call.call_id, 503, now))
+            return False
         call.media.on_timeout = lambda: self._on_rtp_timeout(call)
         if self.config.answer_delay_s > 0 and await self._ended_within(
                 call, self.config.answer_delay_s):
@@ -300,10 +312,18 @@ class SipServer:
         self._sessions += 1
         try:
             await session.start(self._agent_factory(), room=call.room, close_on_disconnect=True)
-        finally:
-            # A session that failed to start, or was cancelled while starting, still closes.
-            if session.close_event is None and (self._closing or call.terminated.is_set()):
-                session.shutdown(drain=False)
+        except BaseException:
+            # A session that failed to start, or was cancelled while starting, still
+            # closes (bounded by its budget) so the report says what happened.
+            call.ended_by = call.ended_by or "error"
+            if session.state is not SessionState.NEW:
+                closing = asyncio.ensure_future(session.aclose())
+                await asyncio.wait({closing}, timeout=self.config.close_timeout + 1.0)
+            raise
+        if self._closing or call.terminated.is_set():
+            # The call ended while the session was starting: its disconnect came before
+            # the session subscribed to the room.
+            session.shutdown(drain=False)
         closed = asyncio.ensure_future(session.wait_closed())
         try:
             await asyncio.wait({closed}, timeout=self.config.max_call_s)
