@@ -1,10 +1,10 @@
 """One call's media over UDP: an RTP socket, the receive path and the paced send path.
 
-Receive: datagram → :func:`parse_rtp` → :class:`JitterBuffer` → (every 20 ms tick)
-G.711 decode → PCM16 8 kHz :class:`AudioFrame` into a bounded ``drop_oldest`` channel that
-the room hands to the session as the caller's audio. The same tick watches
-:class:`RtpActivity`: no packet for ``rtp_timeout_s`` = the caller is gone, reported once
-through ``on_timeout``.
+Receive: datagram → :func:`parse_rtp` → :class:`JitterBuffer` → (on arrival, and on a
+50 ms tick for packets held behind a hole) G.711 decode → PCM16 8 kHz
+:class:`AudioFrame` into a bounded ``drop_oldest`` channel that the room hands to the
+session as the caller's audio. The same tick watches :class:`RtpActivity`: no packet for
+``rtp_timeout_s`` = the caller is gone, reported once through ``on_timeout``.
 
 Send: the agent's frames (any rate) → :class:`StreamResampler` to 8 kHz →
 :class:`FrameChunker` 20 ms → :class:`PacedAudioOutput` (real-time pace on the loop clock)
@@ -30,7 +30,6 @@ import numpy as np
 from voxlane.aio.channel import BoundedChannel
 from voxlane.aio.clock import DEFAULT_CLOCK, Clock
 from voxlane.aio.tasks import TaskOwner
-from voxlane.errors import ChannelClosedError
 from voxlane.media import AudioFrame
 from voxlane.resample import FrameChunker, StreamResampler
 from voxlane.voice.io import AudioOutput, PacedAudioOutput, PlaybackFinished
@@ -46,6 +45,9 @@ __all__ = ["RtpAudioOutput", "RtpStatistics", "RtpStream", "open_rtp_stream"]
 SAMPLE_RATE = 8000
 FRAME_S = 0.02
 FRAME_SAMPLES = 160
+# The receive side's timer: holes the jitter buffer gave up on (max_delay 80 ms) are
+# skipped within this; arrivals play out at once. Also the RTP timeout's resolution.
+TICK_S = 0.05
 INPUT_BUFFER_FRAMES = 100  # 2 s of caller audio; older frames are dropped if nobody reads
 JITTER_SAMPLES = 4096  # per stream, for the jitter benchmark
 LOUD = 1000  # a sent frame peaking above this is audible (not silence), for tests/reports
@@ -235,6 +237,8 @@ class RtpStream:
         self._jitter.push(packet, now)
         if self._activity is not None:
             self._activity.on_packet(now)
+        # Play out on arrival: no per-call 20 ms wakeup just to poll the jitter buffer.
+        self._play_out(now)
 
     def _accept_source(self, payload_type: int, source: Address) -> bool:
         """Symmetric-RTP latching: the first packet of a negotiated payload type from the
@@ -250,27 +254,31 @@ class RtpStream:
             self._latched = source
         return source == self._latched
 
-    async def _tick(self) -> None:
-        """Every 20 ms: play out what the jitter buffer releases; watch for RTP timeout."""
-        assert self._negotiation is not None and self._activity is not None
+    def _play_out(self, now: float) -> None:
+        """Move what the jitter buffer releases into the input channel, decoded."""
+        if self._negotiation is None or self.audio_in.closed:
+            return
         pt = self._negotiation.payload_type
+        while (packet := self._jitter.pop(now)) is not None:
+            if packet.payload_type != pt:
+                self._foreign += 1  # telephone-event / comfort noise: not audio
+                continue
+            frame = AudioFrame(g711.decode(pt, packet.payload).tobytes(), SAMPLE_RATE)
+            self.audio_in.send_nowait(frame)
+
+    async def _tick(self) -> None:
+        """Every ``TICK_S``: release packets held behind a hole that timed out (arrivals
+        release everything else at once), and watch for the RTP timeout."""
+        assert self._activity is not None
         next_at = self._clock.now()
         while not self._closed:
             now = self._clock.now()
-            while (packet := self._jitter.pop(now)) is not None:
-                if packet.payload_type != pt:
-                    self._foreign += 1  # telephone-event / comfort noise: not audio
-                    continue
-                frame = AudioFrame(g711.decode(pt, packet.payload).tobytes(), SAMPLE_RATE)
-                try:
-                    self.audio_in.send_nowait(frame)
-                except ChannelClosedError:
-                    return
+            self._play_out(now)
             if not self._timed_out and self._activity.is_timed_out(now, self._rtp_timeout_s):
                 self._timed_out = True
                 if self.on_timeout is not None:
                     self.on_timeout()
-            next_at = max(next_at + FRAME_S, now)  # no catch-up bursts after a stall
+            next_at = max(next_at + TICK_S, now)  # no catch-up bursts after a stall
             await self._clock.sleep_until(next_at)
 
     # -- send path -------------------------------------------------------------------
