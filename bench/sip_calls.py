@@ -12,7 +12,7 @@ timestamp advanced, RFC 3550's D from the sender's side) over every packet of ev
 the event loop's lag (a 10 ms ticker's lateness) and this process's CPU. Levels go up
 until the p99 exceeds the budget, a call fails, or ``--max`` is reached.
 
-    python bench/sip_calls.py [--levels 10,25,50,75,100] [--seconds 8] [--json]
+    python bench/sip_calls.py [--levels 25,50,100,150,200,250,300] [--seconds 8] [--json]
 
 ``--json`` prints exactly one JSON object on stdout (progress goes to stderr).
 """
@@ -229,7 +229,7 @@ async def main_async(levels: list[int], settle: float, seconds: float) -> dict[s
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--levels", default="10,25,50,75,100",
+    parser.add_argument("--levels", default="25,50,100,150,200,250,300",
                         help="comma-separated concurrent call counts, tried in order")
     parser.add_argument("--settle", type=float, default=2.0)
     parser.add_argument("--seconds", type=float, default=8.0)
