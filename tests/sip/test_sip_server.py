@@ -183,7 +183,7 @@ async def test_fifty_concurrent_calls_random_hangups(tmp_path: Path, workdir: Pa
     assert result.returncode == 0, result.errors or result.stdout[-3000:]
     found = reports(tmp_path)
     assert len(found) == 50
-    assert server.statistics().peak_active >= 40
+    assert server.statistics().peak_active >= 30  # most calls overlapped
     for report in found:
         assert report["close"]["reason"] == "participant_disconnected"
         assert_clean_close(report)
