@@ -37,7 +37,7 @@ class _SipProtocol(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         if self.signaling is not None:
-            self.signaling.receive((data, (str(addr[0]), int(addr[1]))))
+            self.signaling.receive(data, (str(addr[0]), int(addr[1])))
 
     def error_received(self, exc: Exception) -> None:
         if self.signaling is not None:
@@ -76,11 +76,10 @@ class SipSignaling:
     def attach(self, core: SipEndpointCore, on_event: EventHandler) -> None:
         self._core, self._on_event = core, on_event
 
-    def receive(self, item: tuple[bytes, Address]) -> None:
+    def receive(self, data: bytes, source: Address) -> None:
         """One datagram from the socket. Never raises."""
         if self._closed or self._core is None:
             return
-        data, source = item
         self._core.receive_datagram(data, source, self._clock.now())
         self.pump()
 
