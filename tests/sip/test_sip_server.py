@@ -118,7 +118,7 @@ async def test_caller_hangs_up_mid_reply(tmp_path: Path, workdir: Path) -> None:
     assert_clean_close(report)
     sip = report["sip"]
     assert sip["ended_by"] == "caller_bye" and sip["disconnect_reason"] == "hangup"
-    assert sip["codec"] == "PCMU"
+    assert sip["codec"] == "PCMU" and sip["answered"] and 5.0 < sip["talk_s"] < 8.0
     assert sip["rtp"]["packets_in"] > 100  # ~3.5 s of speech streamed in
     assert sip["rtp"]["packets_out"] > 25 and sip["rtp"]["loud_packets_out"] > 25
     users = [m for m in report["history"] if m["role"] == "user"]

@@ -123,6 +123,8 @@ class _Call:
     room: SipRoom | None = None
     session: AgentSession | None = None
     media: RtpStream | None = None
+    offered_at: float = 0.0  # loop clock
+    confirmed_at: float | None = None
 
 
 class SipServer:
@@ -182,7 +184,7 @@ class SipServer:
             if self._closing:
                 self._signaling.command(lambda core, now: core.reject(event.call_id, 503, now))
                 return
-            call = _Call(event.call_id, event)
+            call = _Call(event.call_id, event, offered_at=self._clock.now())
             self._calls[event.call_id] = call
             self._peak = max(self._peak, len(self._calls))
             try:
@@ -192,6 +194,7 @@ class SipServer:
         elif isinstance(event, CallConfirmed):
             call_or_none = self._calls.get(event.call_id)
             if call_or_none is not None:
+                call_or_none.confirmed_at = self._clock.now()
                 call_or_none.confirmed.set()
         elif isinstance(event, CallTerminated):
             ended = self._calls.get(event.call_id)
@@ -348,11 +351,15 @@ class SipServer:
         else:
             report = {"session_id": None}
         media = call.media.statistics() if call.media is not None else None
+        now = self._clock.now()
         report["sip"] = {
             "call_id": call.call_id,
             "from": call.offer.invite.from_addr.uri,
             "source": f"{call.offer.source[0]}:{call.offer.source[1]}",
             "codec": call.negotiation.encoding if call.negotiation else None,
+            "answered": call.confirmed_at is not None,
+            "ring_s": round((call.confirmed_at or now) - call.offered_at, 3),
+            "talk_s": round(now - call.confirmed_at, 3) if call.confirmed_at else 0.0,
             "ended_by": call.ended_by or "unknown",
             "dialog_reason": call.dialog_reason,
             "disconnect_reason": (call.room.disconnect_reason.value
