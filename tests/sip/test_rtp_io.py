@@ -114,3 +114,28 @@ async def test_receive_reorders_decodes_and_times_out() -> None:
     # The socket is released: the port can be bound again.
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as again:
         again.bind((HOST, stream.local_port))
+
+
+async def test_port_range_uses_even_ports_and_runs_out() -> None:
+    base = 0
+    for _ in range(20):  # find two free even ports in a row
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind((HOST, 0))
+            base = int(probe.getsockname()[1]) & ~1
+        if base + 3 < 65536:
+            break
+    first = await open_rtp_stream(HOST, port_range=(base, base + 3))
+    try:
+        assert first.local_port % 2 == 0 and base <= first.local_port <= base + 2
+        try:
+            second = await open_rtp_stream(HOST, port_range=(base, base + 3))
+        except OSError:
+            return  # the other even port was taken by someone else: also a clean refusal
+        try:
+            assert second.local_port % 2 == 0 and second.local_port != first.local_port
+            with pytest.raises(OSError):
+                await open_rtp_stream(HOST, port_range=(base, base + 3))
+        finally:
+            await second.aclose()
+    finally:
+        await first.aclose()
