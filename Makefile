@@ -14,7 +14,7 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml Makefile | $(BIN)/python
 	@[ -z "$(APT_PACKAGES)" ] || scripts/ensure-apt.sh $(APT_PACKAGES)
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev,gateway]'
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev,gateway,tts]'
 	@touch $@
 
 setup: $(STAMP)

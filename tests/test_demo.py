@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_demo_completes_the_call_and_writes_report_and_wav(tmp_path: Path) -> None:
     agent = ROOT / "examples" / "receptionist.py"
-    assert main(["demo", "--fast", "--out", str(tmp_path), "--agent", str(agent)]) == 0
+    assert main(["demo", "--fake", "--fast", "--out", str(tmp_path), "--agent", str(agent)]) == 0
     report = json.loads((tmp_path / "report.json").read_text())
     # DESIGN §8 shape
     assert set(report) == {"session_id", "started_at", "ended_at", "close", "history", "usage"}
@@ -44,4 +44,4 @@ def test_demo_completes_the_call_and_writes_report_and_wav(tmp_path: Path) -> No
 def test_demo_reports_a_bad_agent_file(tmp_path: Path) -> None:
     bad = tmp_path / "agent.py"
     bad.write_text("x = 1\n")
-    assert main(["demo", "--fast", "--out", str(tmp_path), "--agent", str(bad)]) == 2
+    assert main(["demo", "--fake", "--fast", "--out", str(tmp_path), "--agent", str(bad)]) == 2

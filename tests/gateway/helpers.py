@@ -74,8 +74,10 @@ async def client(
     url: str, headers: dict[str, str] | None = None
 ) -> AsyncIterator[ClientConnection]:
     async with connect(
-        url, additional_headers=HEADERS if headers is None else headers,
-        open_timeout=5, close_timeout=2,
+        url,
+        additional_headers=HEADERS if headers is None else headers,
+        open_timeout=5,
+        close_timeout=2,
     ) as ws:
         yield ws
 
@@ -119,8 +121,9 @@ async def drain_until_closed(ws: ClientConnection, timeout: float = 5.0) -> list
             return out
 
 
-async def stream(ws: ClientConnection, pcm: bytes, *, frame_bytes: int = 640,
-                 pace_s: float = 0.0) -> None:
+async def stream(
+    ws: ClientConnection, pcm: bytes, *, frame_bytes: int = 640, pace_s: float = 0.0
+) -> None:
     """Send ``pcm`` in frames (640 bytes = 20 ms at 16 kHz); ``pace_s`` sleep per frame."""
     for i in range(0, len(pcm), frame_bytes):
         await ws.send(pcm[i : i + frame_bytes])
@@ -128,9 +131,7 @@ async def stream(ws: ClientConnection, pcm: bytes, *, frame_bytes: int = 640,
 
 
 @asynccontextmanager
-async def gateway(
-    faults: Any = None, **config: Any
-) -> AsyncIterator[Any]:
+async def gateway(faults: Any = None, **config: Any) -> AsyncIterator[Any]:
     """A gateway on 127.0.0.1, ephemeral port; always closed (bounded) on exit."""
     from voxlane.gateway import GatewayConfig, start_gateway
 

@@ -15,10 +15,23 @@ from helpers import API_KEY, client, create, drain_until_closed, run, silence, s
 def test_cli_serves_and_sigterm_closes_sessions_and_exits_0() -> None:
     async def main() -> tuple[int | None, str]:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "voxlane.gateway", "--host", "127.0.0.1", "--port", "0",
-            "--api-key", API_KEY, "--idle-timeout", "30", "--stt-engine", "pocketsphinx",
-            "--max-sessions", "2",
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "voxlane.gateway",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--api-key",
+            API_KEY,
+            "--idle-timeout",
+            "30",
+            "--stt-engine",
+            "pocketsphinx",
+            "--max-sessions",
+            "2",
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             env={**os.environ, "HF_HUB_OFFLINE": "1"},
         )
         try:

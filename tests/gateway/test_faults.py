@@ -49,9 +49,10 @@ def test_drop_after_frames_aborts_the_connection_without_a_close_frame() -> None
 def test_response_delay_delays_every_event() -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        async with gateway(faults=FaultPlan(response_delay_s=0.3)) as server, client(
-            server.stt_url
-        ) as ws:
+        async with (
+            gateway(faults=FaultPlan(response_delay_s=0.3)) as server,
+            client(server.stt_url) as ws,
+        ):
             t0 = loop.time()
             assert (await create(ws))["type"] == "session.created"
             t1 = loop.time()
@@ -67,9 +68,7 @@ def test_early_idle_sends_2007_while_audio_is_flowing() -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()
         plan = FaultPlan(early_idle_s=0.3)
-        async with gateway(faults=plan, idle_timeout_s=30) as server, client(
-            server.stt_url
-        ) as ws:
+        async with gateway(faults=plan, idle_timeout_s=30) as server, client(server.stt_url) as ws:
             await create(ws)
             t0 = loop.time()
 
@@ -94,9 +93,10 @@ def test_early_idle_sends_2007_while_audio_is_flowing() -> None:
 
 def test_send_garbage_sends_unparseable_frames_then_the_session_goes_on() -> None:
     async def main() -> None:
-        async with gateway(faults=FaultPlan(send_garbage=True)) as server, client(
-            server.stt_url
-        ) as ws:
+        async with (
+            gateway(faults=FaultPlan(send_garbage=True)) as server,
+            client(server.stt_url) as ws,
+        ):
             await ws.send(p.encode_client_message(p.SessionCreate()))
             assert json.loads(await ws.recv())["type"] == "session.created"
             codes = []
@@ -106,8 +106,11 @@ def test_send_garbage_sends_unparseable_frames_then_the_session_goes_on() -> Non
                 with pytest.raises(p.ProtocolViolation) as info:
                     p.parse_server_event(str(raw))
                 codes.append(info.value.code)
-            assert codes == [p.ErrorCode.MALFORMED_JSON, p.ErrorCode.UNKNOWN_MESSAGE_TYPE,
-                             p.ErrorCode.INVALID_MESSAGE]
+            assert codes == [
+                p.ErrorCode.MALFORMED_JSON,
+                p.ErrorCode.UNKNOWN_MESSAGE_TYPE,
+                p.ErrorCode.INVALID_MESSAGE,
+            ]
             await ws.send(p.encode_client_message(p.SessionClose()))
             assert await drain_until_closed(ws) == [{"type": "session.closed"}]
 

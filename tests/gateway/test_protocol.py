@@ -39,7 +39,9 @@ def test_server_events_round_trip(evt: p.ServerEvent) -> None:
 
 def test_idle_error_is_exactly_the_documented_object() -> None:
     assert json.loads(p.encode_server_event(p.error_event(p.ErrorCode.IDLE_TIMEOUT))) == {
-        "type": "error", "code": 2007, "message": "session closed due to inactivity",
+        "type": "error",
+        "code": 2007,
+        "message": "session closed due to inactivity",
         "retryable": True,
     }
 
@@ -61,8 +63,10 @@ BAD_CLIENT_TEXT = [
     ('{"type":"session.create","settings":{"sample_rate":"16000"}}', p.ErrorCode.INVALID_MESSAGE),
     ('{"type":"session.create","settings":{"sample_rate":true}}', p.ErrorCode.INVALID_MESSAGE),
     ('{"type":"session.create","settings":{"phrases":[1]}}', p.ErrorCode.INVALID_MESSAGE),
-    ('{"type":"session.create","settings":{"sample_rate":44100}}',
-     p.ErrorCode.UNSUPPORTED_SETTINGS),
+    (
+        '{"type":"session.create","settings":{"sample_rate":44100}}',
+        p.ErrorCode.UNSUPPORTED_SETTINGS,
+    ),
     ('{"type":"session.create","settings":{"encoding":"opus"}}', p.ErrorCode.UNSUPPORTED_SETTINGS),
     ('{"type":"session.create","settings":{"language":"fr"}}', p.ErrorCode.UNSUPPORTED_SETTINGS),
     ('{"type":"session.create","settings":{"phrases":[]}}', p.ErrorCode.UNSUPPORTED_SETTINGS),
@@ -107,8 +111,7 @@ BAD_SERVER_TEXT = [
     ("{", p.ErrorCode.MALFORMED_JSON),
     ('{"type":"no.such.event"}', p.ErrorCode.UNKNOWN_MESSAGE_TYPE),
     ('{"type":"final_transcript","text":42,"start_s":0,"end_s":1}', p.ErrorCode.INVALID_MESSAGE),
-    ('{"type":"final_transcript","text":"a","start_s":"x","end_s":1}',
-     p.ErrorCode.INVALID_MESSAGE),
+    ('{"type":"final_transcript","text":"a","start_s":"x","end_s":1}', p.ErrorCode.INVALID_MESSAGE),
     ('{"type":"error","code":2007,"message":"m"}', p.ErrorCode.INVALID_MESSAGE),
     ('{"type":"error","code":true,"message":"m","retryable":true}', p.ErrorCode.INVALID_MESSAGE),
     ('{"type":"session.created"}', p.ErrorCode.INVALID_MESSAGE),

@@ -103,7 +103,9 @@ def test_finalize_flushes_pending_speech_then_acknowledges(tts_dir: Path) -> Non
             events = await events_until(ws, "session.finalized")
         assert finals(events) == [SENTENCES[4]]
         assert [e["type"] for e in events][-3:] == [
-            "final_transcript", "end_of_speech", "session.finalized"
+            "final_transcript",
+            "end_of_speech",
+            "session.finalized",
         ]
 
     run(main())
@@ -140,9 +142,14 @@ def test_idle_timeout_sends_2007_then_closes_1000() -> None:
             t0 = loop.time()
             events = await drain_until_closed(ws)
             elapsed = loop.time() - t0
-            assert events == [{"type": "error", "code": 2007,
-                               "message": "session closed due to inactivity",
-                               "retryable": True}]
+            assert events == [
+                {
+                    "type": "error",
+                    "code": 2007,
+                    "message": "session closed due to inactivity",
+                    "retryable": True,
+                }
+            ]
             assert ws.close_code == 1000
             assert 0.2 <= elapsed <= 1.5, elapsed
             assert server.connection_log[-1].close_reason == "idle_timeout"
@@ -158,7 +165,7 @@ def test_wrong_or_missing_key_is_refused_at_handshake_and_unknown_path_is_404() 
                 (server.stt_url, {"Authorization": "Bearer nope"}, 401),
                 (server.stt_url, {"Authorization": HEADERS["Authorization"].lower()}, 401),
                 (server.url + "/v1/nothing", HEADERS, 404),
-                (server.url + p.TTS_PATH, HEADERS, 404),
+                (server.url + "/v1/stt/extra", HEADERS, 404),
             ]
             for url, headers, status in cases:
                 with pytest.raises(InvalidStatus) as info:
@@ -200,11 +207,13 @@ def test_every_bad_input_gets_its_code_and_a_concurrent_session_is_unaffected(
             await expect_error(ws, 2002)
             await ws.send(json.dumps({"type": "session.create", "settings": 3}))
             await expect_error(ws, 2003)
-            await ws.send(json.dumps({"type": "session.create",
-                                      "settings": {"sample_rate": 44100}}))
+            await ws.send(
+                json.dumps({"type": "session.create", "settings": {"sample_rate": 44100}})
+            )
             await expect_error(ws, 2005)
-            await ws.send(json.dumps({"type": "session.create",
-                                      "settings": {"phrases": ["zzqx blorfle"]}}))
+            await ws.send(
+                json.dumps({"type": "session.create", "settings": {"phrases": ["zzqx blorfle"]}})
+            )
             await expect_error(ws, 2005)
             assert (await create(ws))["type"] == "session.created"
             assert (await create(ws))["code"] == 2006
@@ -282,8 +291,9 @@ def test_resampled_session_goes_on_after_a_finalize(tts_dir: Path) -> None:
         async with gateway() as server, client(server.stt_url) as ws:
             await create(ws, sample_rate=8000, phrases=SENTENCES)
             for sentence in SENTENCES[3:5]:
-                await stream(ws, silence(0.2, 8000) + synthesize(sentence, tts_dir, 8000),
-                             frame_bytes=320)
+                await stream(
+                    ws, silence(0.2, 8000) + synthesize(sentence, tts_dir, 8000), frame_bytes=320
+                )
                 await ws.send(p.encode_client_message(p.SessionFinalize()))
                 texts += finals(await events_until(ws, "session.finalized"))
         return texts
@@ -296,8 +306,7 @@ def test_plain_http_request_is_logged_with_its_status_and_no_session() -> None:
         async with gateway() as server:
             reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
             writer.write(
-                b"GET /v1/stt HTTP/1.1\r\nHost: x\r\n"
-                b"Authorization: Bearer test-key\r\n\r\n"
+                b"GET /v1/stt HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer test-key\r\n\r\n"
             )
             await writer.drain()
             async with asyncio.timeout(5):

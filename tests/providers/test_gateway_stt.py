@@ -15,7 +15,7 @@ import pytest
 
 from voxlane import AgentSession, CloseReason
 from voxlane.aio.ledger import LEDGER
-from voxlane.errors import ProviderAuthError, ProviderConnectionError
+from voxlane.errors import ProviderAuthError, ProviderConfigError, ProviderConnectionError
 from voxlane.gateway import FaultPlan, GatewayConfig, GatewayServer, start_gateway
 from voxlane.media import AudioFrame, split_frames
 from voxlane.providers.gateway_stt import GatewaySTT, GatewaySTTStream
@@ -204,4 +204,50 @@ async def test_aclose_cancelled_still_releases() -> None:
         await asyncio.sleep(0.2)
         closing.cancel()
         await asyncio.gather(closing, return_exceptions=True)
+        assert LEDGER.count_open() == 0
+
+
+SENTENCES = (
+    "open the front door and turn on the lights",
+    "what is the weather like today",
+    "i would like to book a table for two",
+    "thank you very much for your help",
+    "can you tell me the time",
+)
+
+
+async def test_whisper_through_the_client_word_error_rate() -> None:
+    """Five synthesized sentences through GatewaySTT to whisper tiny.en: WER ≤ 10%."""
+    from voxlane.testing.speech import word_error_rate
+
+    pytest.importorskip("faster_whisper")
+    async with gateway(stt_engine="whisper") as server:
+        stream = stt_for(server).stream()
+        reader = asyncio.ensure_future(finals_of(stream))
+        for text in SENTENCES:
+            await feed(stream, utterance(text), speedup=20.0)
+        stream.end_input()
+        finals = await asyncio.wait_for(reader, 60)
+        await stream.aclose()
+    ref = words(" ".join(SENTENCES))
+    hyp = words(" ".join(finals))
+    assert len(finals) == len(SENTENCES), finals
+    assert word_error_rate(ref, hyp) <= 0.10, finals
+
+
+async def test_big_frames_are_split_and_fatal_errors_after_end_input_are_reported() -> None:
+    async with gateway() as server:
+        stream = stt_for(server, phrases=PHRASES).stream()
+        stream.push_frame(utterance(PHRASES[0]))  # one multi-second frame: split by the client
+        stream.end_input()
+        assert [words(f) for f in await finals_of(stream)] == [words(PHRASES[0])]
+        await stream.aclose()
+    async with gateway(max_frame_bytes=4000) as server:
+        stream = stt_for(server).stream()
+        stream.push_frame(utterance(PHRASES[0]))  # 0.5 s pieces: too large for this server
+        stream.end_input()
+        with pytest.raises(ProviderConfigError, match="2010"):
+            async for _ in stream:
+                pass
+        await stream.aclose()
         assert LEDGER.count_open() == 0

@@ -11,8 +11,13 @@ from .messages import crlf, sipp_invite
 GOOD = sipp_invite(call_id="corpus")
 
 
-def _head(extra: str = "", *, drop: str = "", start: str = "OPTIONS sip:a@127.0.0.1 SIP/2.0",
-          cseq: str = "1 OPTIONS") -> bytes:
+def _head(
+    extra: str = "",
+    *,
+    drop: str = "",
+    start: str = "OPTIONS sip:a@127.0.0.1 SIP/2.0",
+    cseq: str = "1 OPTIONS",
+) -> bytes:
     lines = [
         start,
         "Via: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-c",
@@ -57,18 +62,27 @@ CORPUS: list[tuple[str, bytes, int | None]] = [
     ("status 099", b"SIP/2.0 099 Hmm\r\n\r\n", None),
     ("Request-URI without scheme", _head(start="OPTIONS nowhere SIP/2.0"), 400),
     ("method with bad chars", _head(start="OPT<ONS sip:a@b SIP/2.0"), None),
-    ("malformed ACK is never answered",
-     _head("Max-Forwards 70", start="ACK sip:a@127.0.0.1 SIP/2.0", cseq="1 ACK"), None),
+    (
+        "malformed ACK is never answered",
+        _head("Max-Forwards 70", start="ACK sip:a@127.0.0.1 SIP/2.0", cseq="1 ACK"),
+        None,
+    ),
     ("RTP packet on the SIP port", bytes.fromhex("80000001000000a0deadbeef") + b"\xff" * 160, None),
     ("STUN binding request", bytes.fromhex("000100002112a442") + bytes(12), None),
     ("HTTP request", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", None),
     ("keep-alive CRLF", b"\r\n\r\n", None),
     ("huge header line", _head("X-Big: " + "a" * 60000), 200),
     ("many Vias", _head("\n".join(["Via: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK-m"] * 200)), 200),
-    ("display name only", GOOD.replace(b"To: service <sip:service@127.0.0.1:5060>", b"To: bob"),
-     None),
+    (
+        "display name only",
+        GOOD.replace(b"To: service <sip:service@127.0.0.1:5060>", b"To: bob"),
+        None,
+    ),
     ("empty header name", _head(": value"), 400),
-    ("IPv6 host unterminated", GOOD.replace(b"Via: SIP/2.0/UDP 127.0.0.1:5061",
-                                             b"Via: SIP/2.0/UDP [::1:5061"), None),
+    (
+        "IPv6 host unterminated",
+        GOOD.replace(b"Via: SIP/2.0/UDP 127.0.0.1:5061", b"Via: SIP/2.0/UDP [::1:5061"),
+        None,
+    ),
     ("semicolons only", GOOD.replace(b";tag=4242SIPpTag001", b";;;"), None),
 ]

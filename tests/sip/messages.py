@@ -19,8 +19,12 @@ SIPP_SDP = (
 )
 
 
-def sipp_invite(call_id: str = "1-4242@127.0.0.1", branch: str = "z9hG4bK-4242-1-0",
-                from_tag: str = "4242SIPpTag001", cseq: int = 1) -> bytes:
+def sipp_invite(
+    call_id: str = "1-4242@127.0.0.1",
+    branch: str = "z9hG4bK-4242-1-0",
+    from_tag: str = "4242SIPpTag001",
+    cseq: int = 1,
+) -> bytes:
     """The INVITE sipp's built-in ``uac`` scenario sends."""
     body = crlf(SIPP_SDP)
     head = (

@@ -49,8 +49,9 @@ def read_wav_pcm16(path: Path) -> tuple[npt.NDArray[np.int16], int]:
     return data.astype(np.int16), rate
 
 
-def resample(pcm: npt.NDArray[np.int16], from_rate: int, to_rate: int = SAMPLE_RATE
-             ) -> npt.NDArray[np.int16]:
+def resample(
+    pcm: npt.NDArray[np.int16], from_rate: int, to_rate: int = SAMPLE_RATE
+) -> npt.NDArray[np.int16]:
     """Resample with a windowed-sinc low-pass then linear interpolation (test quality)."""
     if from_rate == to_rate:
         return pcm.copy()
@@ -77,21 +78,28 @@ def synthesize(text: str) -> npt.NDArray[np.int16] | None:
         return None
     with tempfile.TemporaryDirectory() as tmp:
         wav_path = Path(tmp) / "speech.wav"
-        subprocess.run([exe, "-w", str(wav_path), text], check=True, timeout=60,
-                       capture_output=True)
+        subprocess.run(
+            [exe, "-w", str(wav_path), text], check=True, timeout=60, capture_output=True
+        )
         pcm, rate = read_wav_pcm16(wav_path)
     return resample(pcm, rate)
 
 
-def rtp_payloads(pcm8k: npt.NDArray[np.int16], payload_type: int = g711.PAYLOAD_TYPE_PCMU,
-                 *, ssrc: int = 0x5EED, initial_sequence: int = 1000) -> list[bytes]:
+def rtp_payloads(
+    pcm8k: npt.NDArray[np.int16],
+    payload_type: int = g711.PAYLOAD_TYPE_PCMU,
+    *,
+    ssrc: int = 0x5EED,
+    initial_sequence: int = 1000,
+) -> list[bytes]:
     """Serialized RTP packets, one per 20 ms frame (the last frame padded with silence)."""
     pad = (-len(pcm8k)) % FRAME_SAMPLES
     samples = np.concatenate([pcm8k, np.zeros(pad, dtype=np.int16)])
-    sender = RtpSender(ssrc=ssrc, payload_type=payload_type,
-                       initial_sequence=initial_sequence)
-    return [sender.next_packet(g711.encode(payload_type, frame)).to_bytes()
-            for frame in samples.reshape(-1, FRAME_SAMPLES)]
+    sender = RtpSender(ssrc=ssrc, payload_type=payload_type, initial_sequence=initial_sequence)
+    return [
+        sender.next_packet(g711.encode(payload_type, frame)).to_bytes()
+        for frame in samples.reshape(-1, FRAME_SAMPLES)
+    ]
 
 
 def _ipv4_checksum(header: bytes) -> int:
@@ -103,17 +111,34 @@ def _ipv4_checksum(header: bytes) -> int:
 
 def _frame(payload: bytes, src: tuple[str, int], dst: tuple[str, int], ident: int) -> bytes:
     udp = struct.pack("!HHHH", src[1], dst[1], 8 + len(payload), 0) + payload  # no checksum
-    ip = bytearray(struct.pack(
-        "!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), ident & 0xFFFF, 0, 64, 17, 0,
-        bytes(map(int, src[0].split("."))), bytes(map(int, dst[0].split(".")))))
+    ip = bytearray(
+        struct.pack(
+            "!BBHHHBBH4s4s",
+            0x45,
+            0,
+            20 + len(udp),
+            ident & 0xFFFF,
+            0,
+            64,
+            17,
+            0,
+            bytes(map(int, src[0].split("."))),
+            bytes(map(int, dst[0].split("."))),
+        )
+    )
     ip[10:12] = struct.pack("!H", _ipv4_checksum(bytes(ip)))
     ether = b"\x02\x00\x00\x00\x00\x02" + b"\x02\x00\x00\x00\x00\x01" + b"\x08\x00"
     return ether + bytes(ip) + udp
 
 
-def write_pcap(path: Path, payloads: Iterable[bytes], *, ptime_s: float = 0.02,
-               src: tuple[str, int] = ("127.0.0.1", 6000),
-               dst: tuple[str, int] = ("127.0.0.1", 6002)) -> int:
+def write_pcap(
+    path: Path,
+    payloads: Iterable[bytes],
+    *,
+    ptime_s: float = 0.02,
+    src: tuple[str, int] = ("127.0.0.1", 6000),
+    dst: tuple[str, int] = ("127.0.0.1", 6002),
+) -> int:
     """Write UDP ``payloads`` as an Ethernet pcap, ``ptime_s`` apart. Returns the count."""
     count = 0
     with open(path, "wb") as out:
@@ -121,15 +146,17 @@ def write_pcap(path: Path, payloads: Iterable[bytes], *, ptime_s: float = 0.02,
         for i, payload in enumerate(payloads):
             frame = _frame(payload, src, dst, i)
             usec = round(i * ptime_s * 1_000_000)
-            out.write(_PCAP_RECORD.pack(usec // 1_000_000, usec % 1_000_000,
-                                        len(frame), len(frame)))
+            out.write(
+                _PCAP_RECORD.pack(usec // 1_000_000, usec % 1_000_000, len(frame), len(frame))
+            )
             out.write(frame)
             count += 1
     return count
 
 
-def write_audio_pcap(path: Path, pcm8k: npt.NDArray[np.int16],
-                     payload_type: int = g711.PAYLOAD_TYPE_PCMU) -> float:
+def write_audio_pcap(
+    path: Path, pcm8k: npt.NDArray[np.int16], payload_type: int = g711.PAYLOAD_TYPE_PCMU
+) -> float:
     """Write ``pcm8k`` as a G.711 RTP pcap; returns its duration in seconds."""
     n = write_pcap(path, rtp_payloads(pcm8k, payload_type))
     return n * FRAME_SAMPLES / SAMPLE_RATE

@@ -270,9 +270,13 @@ def test_unknown_call_and_illegal_app_events() -> None:
     core = make_core()
     with pytest.raises(UnknownCallError):
         core.answer("nope", SDP, 0.0)
-    dialog = UasDialog(parse_message_request(sipp_invite()), CALLER, 0.0,
-                       config=DialogConfig(local_host="127.0.0.1", local_port=5060),
-                       local_tag="t")
+    dialog = UasDialog(
+        parse_message_request(sipp_invite()),
+        CALLER,
+        0.0,
+        config=DialogConfig(local_host="127.0.0.1", local_port=5060),
+        local_tag="t",
+    )
     dialog.answer(SDP, 0.0)
     with pytest.raises(DialogStateError) as info:
         dialog.answer(SDP, 0.1)
@@ -309,8 +313,9 @@ def parse_message_request(data: bytes) -> SipRequest:
 
 def test_bye_goes_out_even_with_a_broken_contact() -> None:
     core = make_core()
-    data = sipp_invite(call_id="bc").replace(b"Contact: sip:sipp@127.0.0.1:5061",
-                                             b"Contact: <sip:broken")
+    data = sipp_invite(call_id="bc").replace(
+        b"Contact: sip:sipp@127.0.0.1:5061", b"Contact: <sip:broken"
+    )
     core.receive_datagram(data, CALLER, 0.0)
     sent(core)
     core.answer("bc", SDP, 0.0)

@@ -15,8 +15,14 @@ ALL_SAMPLES = np.arange(-32768, 32768, dtype=np.int32).astype(np.int16)
 
 @pytest.mark.parametrize(
     ("sample", "ulaw", "alaw"),
-    [(0, 0xFF, 0xD5), (-1, 0x7E, 0x55), (32767, 0x80, 0xAA), (-32768, 0x00, 0x2A),
-     (1000, 0xCE, 0xFA), (-1000, 0x4E, 0x7A)],
+    [
+        (0, 0xFF, 0xD5),
+        (-1, 0x7E, 0x55),
+        (32767, 0x80, 0xAA),
+        (-32768, 0x00, 0x2A),
+        (1000, 0xCE, 0xFA),
+        (-1000, 0x4E, 0x7A),
+    ],
 )
 def test_known_encodings(sample: int, ulaw: int, alaw: int) -> None:
     pcm = np.array([sample], dtype=np.int16)

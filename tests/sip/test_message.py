@@ -35,7 +35,11 @@ def test_sipp_invite_parses() -> None:
     assert msg.to_addr.tag is None
     via = msg.top_via
     assert (via.transport, via.host, via.port, via.branch) == (
-        "UDP", "127.0.0.1", 5061, "z9hG4bK-4242-1-0")
+        "UDP",
+        "127.0.0.1",
+        5061,
+        "z9hG4bK-4242-1-0",
+    )
     contact = msg.contact
     assert contact is not None and contact.uri == "sip:sipp@127.0.0.1:5061"
     assert msg.body.startswith(b"v=0\r\n") and msg.body.endswith(b"PCMU/8000\r\n")
@@ -114,6 +118,7 @@ def test_roundtrip_build_and_parse() -> None:
     original = parse_message(linphone_invite())
     again = parse_message(original.to_bytes())
     assert isinstance(again, SipRequest)
+
     def without_length(msg: SipRequest | SipResponse) -> list[tuple[str, str]]:
         return [(k, v) for k, v in msg.headers if k != "content-length"]
 
@@ -165,8 +170,12 @@ def test_bad_name_addr(value: str) -> None:
 
 def test_via_variants() -> None:
     via = parse_via("SIP / 2.0 / udp [2001:db8::1]:5062 ; branch=z9hG4bKx ; rport")
-    assert (via.transport, via.host, via.port, via.branch) == ("UDP", "[2001:db8::1]", 5062,
-                                                               "z9hG4bKx")
+    assert (via.transport, via.host, via.port, via.branch) == (
+        "UDP",
+        "[2001:db8::1]",
+        5062,
+        "z9hG4bKx",
+    )
     assert via.has_rport
     stamped = via.with_params(received="192.0.2.1", rport="4000")
     assert stamped.rport == 4000 and parse_via(stamped.to_str()) == stamped

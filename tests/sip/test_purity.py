@@ -15,8 +15,19 @@ PACKAGE_DIR = Path(sip_pkg.__file__).parent
 IO_MODULES = {"udp", "rtp_io", "room", "server"}
 ALL_MODULES = sorted(PACKAGE_DIR.glob("*.py"))
 MODULES = [p for p in ALL_MODULES if p.stem not in IO_MODULES]
-FORBIDDEN_IMPORTS = {"asyncio", "socket", "selectors", "threading", "time", "datetime",
-                     "concurrent", "multiprocessing", "subprocess", "os", "audioop"}
+FORBIDDEN_IMPORTS = {
+    "asyncio",
+    "socket",
+    "selectors",
+    "threading",
+    "time",
+    "datetime",
+    "concurrent",
+    "multiprocessing",
+    "subprocess",
+    "os",
+    "audioop",
+}
 
 
 def imported_roots(path: Path) -> set[str]:
@@ -62,6 +73,7 @@ def test_importing_the_package_does_not_load_asyncio() -> None:
         "loaded = [m for m in ('asyncio', 'socket', 'threading') if m in sys.modules]\n"
         "print(','.join(loaded))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=60, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
     assert result.stdout.strip() == "", f"loaded: {result.stdout.strip()}"

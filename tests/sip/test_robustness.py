@@ -56,7 +56,8 @@ def test_corpus_case(name: str, data: bytes, expect: int | None) -> None:
     out = assert_healthy(core)
     got = [parse_message(d) for d, _ in out]
     assert [m.status for m in got if isinstance(m, SipResponse)] == (
-        [] if expect is None else [expect]), name
+        [] if expect is None else [expect]
+    ), name
     if expect == 400:
         assert (got[0].headers.get("warning") or "").startswith("399 voxlane")
 
@@ -85,8 +86,11 @@ def mutate(data: bytes, draw: st.DrawFn) -> bytes:
     """Apply 1-4 random edits: flip, insert, delete, truncate, duplicate or drop a line."""
     buf = bytearray(data)
     for _ in range(draw(st.integers(1, 4))):
-        op = draw(st.sampled_from(["flip", "insert", "delete", "truncate", "dup", "drop",
-                                   "crlf", "digit"]))
+        op = draw(
+            st.sampled_from(
+                ["flip", "insert", "delete", "truncate", "dup", "drop", "crlf", "digit"]
+            )
+        )
         pos = draw(st.integers(0, max(len(buf) - 1, 0)))
         if op == "flip" and buf:
             buf[pos] = draw(st.integers(0, 255))
@@ -105,8 +109,11 @@ def mutate(data: bytes, draw: st.DrawFn) -> bytes:
                 del lines[i]
             buf = bytearray(b"\r\n".join(lines))
         elif op == "crlf":
-            buf[pos:pos] = draw(st.sampled_from([b"\r\n", b"\n", b"\r", b"\r\n\r\n", b" ",
-                                                 b":", b";", b"<", b'"', b","]))
+            buf[pos:pos] = draw(
+                st.sampled_from(
+                    [b"\r\n", b"\n", b"\r", b"\r\n\r\n", b" ", b":", b";", b"<", b'"', b","]
+                )
+            )
         elif op == "digit":
             buf[pos:pos] = str(draw(st.integers(-(2**40), 2**40))).encode()
     return bytes(buf)
@@ -119,8 +126,7 @@ def mutated_messages(draw: st.DrawFn) -> bytes:
 
 # VOXLANE_FUZZ_EXAMPLES=20000 for a long hunt; the default keeps the suite fast.
 EXAMPLES = int(os.environ.get("VOXLANE_FUZZ_EXAMPLES", "300"))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None,
-                suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @FUZZ
@@ -192,20 +198,22 @@ class EndpointMachine(RuleBasedStateMachine):
 
     @rule(cid=st.sampled_from(CALL_IDS))
     def invite(self, cid: str) -> None:
-        self.core.receive_datagram(sipp_invite(call_id=cid, branch=f"z9hG4bK-{cid}-inv"),
-                                   CALLER, self.now)
+        self.core.receive_datagram(
+            sipp_invite(call_id=cid, branch=f"z9hG4bK-{cid}-inv"), CALLER, self.now
+        )
 
-    @rule(cid=st.sampled_from(CALL_IDS),
-          method=st.sampled_from(["ACK", "BYE", "CANCEL", "OPTIONS", "INFO", "INVITE"]),
-          cseq=st.integers(1, 5), tagged=st.booleans())
+    @rule(
+        cid=st.sampled_from(CALL_IDS),
+        method=st.sampled_from(["ACK", "BYE", "CANCEL", "OPTIONS", "INFO", "INVITE"]),
+        cseq=st.integers(1, 5),
+        tagged=st.booleans(),
+    )
     def request(self, cid: str, method: str, cseq: int, tagged: bool) -> None:
         caller = self.callers[cid]
         branch = caller.branch if method in ("CANCEL", "ACK") else None
-        caller.send(method, cseq, self.now, to_tag=caller.to_tag if tagged else None,
-                    branch=branch)
+        caller.send(method, cseq, self.now, to_tag=caller.to_tag if tagged else None, branch=branch)
 
-    @rule(cid=st.sampled_from(CALL_IDS),
-          command=st.sampled_from(["answer", "reject", "hangup"]))
+    @rule(cid=st.sampled_from(CALL_IDS), command=st.sampled_from(["answer", "reject", "hangup"]))
     def app(self, cid: str, command: str) -> None:
         try:
             if command == "answer":
@@ -243,8 +251,9 @@ class EndpointMachine(RuleBasedStateMachine):
 
 
 TestEndpointMachine = EndpointMachine.TestCase
-TestEndpointMachine.settings = settings(max_examples=max(60, EXAMPLES // 5),
-                                       stateful_step_count=40, deadline=None)
+TestEndpointMachine.settings = settings(
+    max_examples=max(60, EXAMPLES // 5), stateful_step_count=40, deadline=None
+)
 
 
 @FUZZ

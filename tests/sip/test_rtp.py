@@ -17,21 +17,39 @@ from voxlane.transports.sip.rtp import (
 
 
 def pkt(seq: int, ssrc: int = 0x1234) -> RtpPacket:
-    return RtpPacket(payload_type=0, sequence=seq % 65536, timestamp=(seq * 160) % 2**32,
-                     ssrc=ssrc, payload=bytes([seq % 256]) * 160)
+    return RtpPacket(
+        payload_type=0,
+        sequence=seq % 65536,
+        timestamp=(seq * 160) % 2**32,
+        ssrc=ssrc,
+        payload=bytes([seq % 256]) * 160,
+    )
 
 
 def test_minimal_packet_roundtrip() -> None:
     raw = bytes.fromhex("80000001000000a0deadbeef") + b"\xff" * 160
     p = parse_rtp(raw)
-    assert (p.payload_type, p.sequence, p.timestamp, p.ssrc, p.marker) == (0, 1, 160,
-                                                                          0xDEADBEEF, False)
+    assert (p.payload_type, p.sequence, p.timestamp, p.ssrc, p.marker) == (
+        0,
+        1,
+        160,
+        0xDEADBEEF,
+        False,
+    )
     assert p.payload == b"\xff" * 160 and p.to_bytes() == raw
 
 
 def test_full_featured_packet_roundtrip() -> None:
-    p = RtpPacket(payload_type=8, sequence=65535, timestamp=2**32 - 1, ssrc=7, payload=b"abc",
-                  marker=True, csrcs=(1, 2), extension=(0xBEDE, b"\x01\x02\x03\x04"))
+    p = RtpPacket(
+        payload_type=8,
+        sequence=65535,
+        timestamp=2**32 - 1,
+        ssrc=7,
+        payload=b"abc",
+        marker=True,
+        csrcs=(1, 2),
+        extension=(0xBEDE, b"\x01\x02\x03\x04"),
+    )
     raw = p.to_bytes(padding=4)
     assert raw[0] & 0x20 and raw[-1] == 4
     assert parse_rtp(raw) == p
@@ -39,12 +57,17 @@ def test_full_featured_packet_roundtrip() -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    [b"", b"\x80\x00", bytes(12), b"\x40" + bytes(11),  # too short, version 0, version 1
-     b"\x8f" + bytes(11),  # 15 CSRCs announced, none present
-     b"\x90" + bytes(11) + b"\x00\x00",  # extension header truncated
-     b"\x90" + bytes(11) + b"\x00\x00\x00\x05",  # extension data truncated
-     b"\xa0" + bytes(11) + b"\x00",  # padding length 0
-     b"\xa0" + bytes(11) + b"\x09"],  # padding longer than payload
+    [
+        b"",
+        b"\x80\x00",
+        bytes(12),
+        b"\x40" + bytes(11),  # too short, version 0, version 1
+        b"\x8f" + bytes(11),  # 15 CSRCs announced, none present
+        b"\x90" + bytes(11) + b"\x00\x00",  # extension header truncated
+        b"\x90" + bytes(11) + b"\x00\x00\x00\x05",  # extension data truncated
+        b"\xa0" + bytes(11) + b"\x00",  # padding length 0
+        b"\xa0" + bytes(11) + b"\x09",
+    ],  # padding longer than payload
 )
 def test_garbage_raises_rtp_parse_error(raw: bytes) -> None:
     with pytest.raises(RtpParseError):

@@ -32,8 +32,13 @@ def test_pcma_only_and_codec_preference() -> None:
 
 
 def test_no_common_codec() -> None:
-    offer = parse_sdp(crlf(SIPP_SDP.replace("RTP/AVP 0", "RTP/AVP 96").replace(
-        "a=rtpmap:0 PCMU/8000", "a=rtpmap:96 opus/48000/2")))
+    offer = parse_sdp(
+        crlf(
+            SIPP_SDP.replace("RTP/AVP 0", "RTP/AVP 96").replace(
+                "a=rtpmap:0 PCMU/8000", "a=rtpmap:96 opus/48000/2"
+            )
+        )
+    )
     with pytest.raises(NoCommonCodecError, match="no PCMU/PCMA"):
         negotiate(offer)
     srtp = parse_sdp(crlf(SIPP_SDP.replace("RTP/AVP", "RTP/SAVP")))
@@ -69,10 +74,17 @@ def test_answer_round_trips_through_parser() -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [b"", b"v=1\r\n", b"\xff\xfe", b"v=0\r\nbogus\r\n", b"v=0\r\nm=audio\r\n",
-     b"v=0\r\nm=audio 99999 RTP/AVP 0\r\n", b"v=0\r\nc=IN IP4\r\n",
-     b"v=0\r\nm=audio 1 RTP/AVP 0\r\na=rtpmap:0 PCMU\r\n",
-     b"v=0\r\nm=audio 1 RTP/AVP 0\r\na=ptime:abc\r\n"],
+    [
+        b"",
+        b"v=1\r\n",
+        b"\xff\xfe",
+        b"v=0\r\nbogus\r\n",
+        b"v=0\r\nm=audio\r\n",
+        b"v=0\r\nm=audio 99999 RTP/AVP 0\r\n",
+        b"v=0\r\nc=IN IP4\r\n",
+        b"v=0\r\nm=audio 1 RTP/AVP 0\r\na=rtpmap:0 PCMU\r\n",
+        b"v=0\r\nm=audio 1 RTP/AVP 0\r\na=ptime:abc\r\n",
+    ],
 )
 def test_malformed_sdp(body: bytes) -> None:
     with pytest.raises(SdpParseError):

@@ -47,17 +47,54 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def run_call(workdir: Path, scenario: str, *uas_args: str) -> tuple[int, str, dict[str, object]]:
     sip_port, sipp_port = free_udp_port(), free_udp_port()
     uas = subprocess.Popen(
-        [sys.executable, "-m", "tests.sip.udp_uas", "--port", str(sip_port), "--duration", "25",
-         "--exit-after-calls", "1", *uas_args],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "tests.sip.udp_uas",
+            "--port",
+            str(sip_port),
+            "--duration",
+            "25",
+            "--exit-after-calls",
+            "1",
+            *uas_args,
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         sipp = subprocess.run(
-            ["sipp", "-sf", scenario, "-s", "agent", "-i", "127.0.0.1", "-mi", "127.0.0.1",
-             "-p", str(sipp_port), "-mp", str(free_udp_port()), "-m", "1", "-l", "1",
-             "-timeout", "30s", "-timeout_error", "-nostdin", "-trace_err",
-             f"127.0.0.1:{sip_port}"],
-            cwd=workdir, capture_output=True, text=True, timeout=40,
+            [
+                "sipp",
+                "-sf",
+                scenario,
+                "-s",
+                "agent",
+                "-i",
+                "127.0.0.1",
+                "-mi",
+                "127.0.0.1",
+                "-p",
+                str(sipp_port),
+                "-mp",
+                str(free_udp_port()),
+                "-m",
+                "1",
+                "-l",
+                "1",
+                "-timeout",
+                "30s",
+                "-timeout_error",
+                "-nostdin",
+                "-trace_err",
+                f"127.0.0.1:{sip_port}",
+            ],
+            cwd=workdir,
+            capture_output=True,
+            text=True,
+            timeout=40,
         )
         out, err = uas.communicate(timeout=30)
     finally:

@@ -42,8 +42,14 @@ def statuses(messages: list[SipRequest | SipResponse]) -> list[object]:
     return [m.status if isinstance(m, SipResponse) else m.method for m in messages]
 
 
-def in_dialog(method: str, call_id: str, cseq: int, to_tag: str | None,
-              branch: str, from_tag: str = "4242SIPpTag001") -> bytes:
+def in_dialog(
+    method: str,
+    call_id: str,
+    cseq: int,
+    to_tag: str | None,
+    branch: str,
+    from_tag: str = "4242SIPpTag001",
+) -> bytes:
     to = "service <sip:service@127.0.0.1:5060>" + (f";tag={to_tag}" if to_tag else "")
     return crlf(
         f"{method} sip:service@127.0.0.1:5060 SIP/2.0\n"
@@ -60,8 +66,9 @@ def in_dialog(method: str, call_id: str, cseq: int, to_tag: str | None,
 class Caller:
     """One scripted call against ``core``."""
 
-    def __init__(self, core: SipEndpointCore, call_id: str = "call-1",
-                 from_tag: str = "4242SIPpTag001") -> None:
+    def __init__(
+        self, core: SipEndpointCore, call_id: str = "call-1", from_tag: str = "4242SIPpTag001"
+    ) -> None:
         self.core = core
         self.call_id = call_id
         self.from_tag = from_tag
@@ -73,10 +80,18 @@ class Caller:
         self.core.receive_datagram(data, CALLER, now)
         return sent(self.core)
 
-    def send(self, method: str, cseq: int, now: float, *, to_tag: str | None = None,
-             branch: str | None = None) -> list[SipRequest | SipResponse]:
-        data = in_dialog(method, self.call_id, cseq, to_tag, branch or f"z9hG4bK-{method}{cseq}",
-                         self.from_tag)
+    def send(
+        self,
+        method: str,
+        cseq: int,
+        now: float,
+        *,
+        to_tag: str | None = None,
+        branch: str | None = None,
+    ) -> list[SipRequest | SipResponse]:
+        data = in_dialog(
+            method, self.call_id, cseq, to_tag, branch or f"z9hG4bK-{method}{cseq}", self.from_tag
+        )
         self.core.receive_datagram(data, CALLER, now)
         return sent(self.core)
 

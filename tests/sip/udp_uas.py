@@ -60,13 +60,20 @@ class Media:
     next_send: float = 0.0
 
 
-def run(port: int, duration: float, hangup_after: float | None, rtp_timeout: float | None,
-        max_calls: int, answer_delay: float = 0.0, exit_after_calls: int | None = None
-        ) -> dict[str, object]:
+def run(
+    port: int,
+    duration: float,
+    hangup_after: float | None,
+    rtp_timeout: float | None,
+    max_calls: int,
+    answer_delay: float = 0.0,
+    exit_after_calls: int | None = None,
+) -> dict[str, object]:
     sip = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sip.bind((HOST, port))
-    core = SipEndpointCore(EndpointConfig(
-        dialog=DialogConfig(local_host=HOST, local_port=port), max_calls=max_calls))
+    core = SipEndpointCore(
+        EndpointConfig(dialog=DialogConfig(local_host=HOST, local_port=port), max_calls=max_calls)
+    )
     media: dict[str, Media] = {}
     pending: dict[str, tuple[float, bytes]] = {}  # call_id → (answer at, SDP answer)
     report: dict[str, object] = {"calls": {}}
@@ -105,8 +112,12 @@ def run(port: int, duration: float, hangup_after: float | None, rtp_timeout: flo
                         continue
                     rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
                     rtp.bind((HOST, 0))
-                    body = build_answer(chosen, local_ip=HOST, local_port=rtp.getsockname()[1],
-                                        session_id=secrets.randbelow(2**31))
+                    body = build_answer(
+                        chosen,
+                        local_ip=HOST,
+                        local_port=rtp.getsockname()[1],
+                        session_id=secrets.randbelow(2**31),
+                    )
                     media[event.call_id] = Media(rtp, chosen, RtpActivity(now))
                     calls[event.call_id] = {"codec": chosen.encoding}
                     pending[event.call_id] = (now + answer_delay, body)
@@ -114,9 +125,11 @@ def run(port: int, duration: float, hangup_after: float | None, rtp_timeout: flo
                     m = media[event.call_id]
                     m.confirmed_at = m.next_send = now
                     m.activity = RtpActivity(now)
-                    m.sender = RtpSender(ssrc=secrets.randbits(32),
-                                         payload_type=m.chosen.payload_type,
-                                         initial_sequence=secrets.randbelow(65536))
+                    m.sender = RtpSender(
+                        ssrc=secrets.randbits(32),
+                        payload_type=m.chosen.payload_type,
+                        initial_sequence=secrets.randbelow(65536),
+                    )
                 elif isinstance(event, CallTerminated):
                     pending.pop(event.call_id, None)
                     m_done = media.pop(event.call_id, None)
@@ -128,9 +141,13 @@ def run(port: int, duration: float, hangup_after: float | None, rtp_timeout: flo
                     if m_done is not None:
                         m_done.sock.close()
                         stats = m_done.jitter.statistics()
-                        info.update(rtp_packets=stats.received, lost=stats.lost,
-                                    late=stats.late, audio_in_s=m_done.samples_in / 8000,
-                                    peak=m_done.peak)
+                        info.update(
+                            rtp_packets=stats.received,
+                            lost=stats.lost,
+                            late=stats.late,
+                            audio_in_s=m_done.samples_in / 8000,
+                            peak=m_done.peak,
+                        )
             for call_id, (when, body) in list(pending.items()):
                 if now >= when:
                     del pending[call_id]
@@ -174,8 +191,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--answer-delay", type=float, default=0.0)
     parser.add_argument("--exit-after-calls", type=int, default=None)
     args = parser.parse_args(argv)
-    report = run(args.port, args.duration, args.hangup_after, args.rtp_timeout, args.max_calls,
-                 args.answer_delay, args.exit_after_calls)
+    report = run(
+        args.port,
+        args.duration,
+        args.hangup_after,
+        args.rtp_timeout,
+        args.max_calls,
+        args.answer_delay,
+        args.exit_after_calls,
+    )
     print(json.dumps(report, indent=2))
 
 

@@ -61,7 +61,7 @@ __all__ = [
 ]
 
 STT_PATH: Final = "/v1/stt"
-#: Reserved for the text-to-speech endpoint; not served yet (HTTP 404).
+#: The text-to-speech endpoint (codec in ``voxlane.gateway.tts_protocol``).
 TTS_PATH: Final = "/v1/tts"
 SUPPORTED_SAMPLE_RATES: Final = frozenset({8000, 16000, 24000, 48000})
 ENCODING_PCM_S16LE: Final = "pcm_s16le"

@@ -35,6 +35,7 @@ from voxlane.gateway.connlog import ConnectionRecord
 from voxlane.gateway.engines import SttEngine, make_stt_engine
 from voxlane.gateway.faults import FaultPlan
 from voxlane.gateway.stt_session import SessionLimits, SttConnection
+from voxlane.gateway.tts_session import TtsConnection
 
 __all__ = ["GatewayConfig", "GatewayServer", "shared_stt_engine", "start_gateway"]
 
@@ -130,10 +131,13 @@ class GatewayServer:
         self._log: list[ConnectionRecord] = []
         self._records: dict[int, ConnectionRecord] = {}
         self._conn_ids = itertools.count(1)
-        self._live: dict[SttConnection, asyncio.Task[None] | None] = {}
+        self._live: dict[SttConnection | TtsConnection, asyncio.Task[None] | None] = {}
         self._slots = _Slots(config.max_sessions)
         self._closing: asyncio.Task[None] | None = None
-        self._routes: dict[str, _Handler] = {p.STT_PATH: self._serve_stt}
+        self._routes: dict[str, _Handler] = {
+            p.STT_PATH: self._serve_stt,
+            p.TTS_PATH: self._serve_tts,
+        }
         self._limits = SessionLimits(
             idle_timeout_s=config.idle_timeout_s,
             max_frame_bytes=config.max_frame_bytes,
@@ -163,6 +167,11 @@ class GatewayServer:
     def stt_url(self) -> str:
         """URL of the STT endpoint, ``ws://HOST:PORT/v1/stt``."""
         return self.url + p.STT_PATH
+
+    @property
+    def tts_url(self) -> str:
+        """URL of the TTS endpoint, ``ws://HOST:PORT/v1/tts``."""
+        return self.url + p.TTS_PATH
 
     @property
     def connection_log(self) -> list[ConnectionRecord]:
@@ -280,7 +289,21 @@ class GatewayServer:
             session.request_shutdown()
         await session.run()
 
-    def _forget(self, session: SttConnection) -> None:
+    async def _serve_tts(self, conn: ServerConnection, record: ConnectionRecord) -> None:
+        session = TtsConnection(
+            conn,
+            record,
+            executor=self._executor,
+            send_timeout_s=self._config.send_timeout_s,
+            close_timeout_s=self._config.close_timeout_s,
+            on_done=self._forget,
+        )
+        self._live[session] = asyncio.current_task()
+        if self._closing is not None:  # shutdown raced the handshake
+            session.request_shutdown()
+        await session.run()
+
+    def _forget(self, session: SttConnection | TtsConnection) -> None:
         self._live.pop(session, None)
 
     async def _aclose(self) -> None:

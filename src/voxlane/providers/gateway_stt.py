@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import ClassVar
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 
 from voxlane.aio.channel import BoundedChannel
 from voxlane.aio.clock import DEFAULT_CLOCK, Clock
@@ -36,13 +36,13 @@ from voxlane.aio.tasks import TaskOwner, cancel_and_wait, wait_event
 from voxlane.core.retry import Backoff, Failure, FailureKind, RetryAction, RetryBudget, classify
 from voxlane.errors import (
     ChannelClosedError,
-    ProviderAuthError,
     ProviderConfigError,
     ProviderConnectionError,
     ProviderError,
 )
 from voxlane.gateway import protocol as p
 from voxlane.media import AudioFrame
+from voxlane.providers.gateway_ws import failure_error, open_gateway_socket
 from voxlane.providers.stt import STT, SpeechEvent, SpeechEventType, STTStream
 
 log = logging.getLogger("voxlane.providers.gateway_stt")
@@ -180,7 +180,10 @@ class GatewaySTTStream(STTStream):
             return
         if frame.sample_rate != self.sample_rate:
             raise ValueError(f"frame at {frame.sample_rate} Hz, stream is {self.sample_rate} Hz")
-        self._audio.send_nowait(frame.data)
+        # Large frames are cut to what the gateway accepts in one message (0.5 s).
+        step = self.sample_rate  # bytes in 0.5 s of PCM16
+        for i in range(0, len(frame.data), step):
+            self._audio.send_nowait(frame.data[i : i + step])
         self.stats.frames_dropped = self._audio.statistics().dropped
         self._wake.set()
 
@@ -217,7 +220,10 @@ class GatewaySTTStream(STTStream):
                 failure = await self._session_once()
                 if failure is None:
                     break
-                action = classify(failure, live=self.live)
+                # A fatal failure is reported even after input ended (it explains why the
+                # last transcript is missing); anything else then simply stops.
+                fatal = classify(failure, live=True) is RetryAction.FATAL
+                action = RetryAction.FATAL if fatal else classify(failure, live=self.live)
                 log.info(
                     "%s: %s (%s) -> %s",
                     self.label,
@@ -228,7 +234,7 @@ class GatewaySTTStream(STTStream):
                 if action is RetryAction.STOP:
                     break
                 if action is RetryAction.FATAL:
-                    outcome = _as_error(failure, self.label)
+                    outcome = failure_error(failure, self.label)
                     break
                 if action is RetryAction.IDLE:
                     self.stats.reconnects["idle"] += 1
@@ -264,22 +270,14 @@ class GatewaySTTStream(STTStream):
     async def _session_once(self) -> Failure | None:
         """One connection: create the session, stream, receive. None = ended cleanly."""
         self.state = StreamState.CONNECTING
-        try:
-            ws = await connect(
-                self._opts.url,
-                additional_headers={"Authorization": f"Bearer {self._opts.api_key}"},
-                open_timeout=self._opts.connect_timeout,
-                close_timeout=self._opts.close_timeout,
-                max_queue=64,
-            )
-        except InvalidStatus as exc:
-            return _handshake_failure(exc.response.status_code)
-        except (InvalidURI, InvalidHandshake) as exc:
-            return Failure(FailureKind.PROTOCOL, f"handshake failed: {exc}", retryable=False)
-        except TimeoutError:
-            return Failure(FailureKind.TIMEOUT, "connect timed out")
-        except OSError as exc:
-            return Failure(FailureKind.REFUSED, f"cannot connect: {exc}")
+        ws = await open_gateway_socket(
+            self._opts.url,
+            self._opts.api_key,
+            connect_timeout=self._opts.connect_timeout,
+            close_timeout=self._opts.close_timeout,
+        )
+        if isinstance(ws, Failure):
+            return ws
         self._ws = ws
         self._mark_open()
         self.stats.connections += 1
@@ -402,29 +400,3 @@ class GatewaySTTStream(STTStream):
             self._ws.transport.abort()
             self._ws = None
         self._events.close()
-
-
-def _handshake_failure(status: int) -> Failure:
-    if status in (401, 403):
-        return Failure(
-            FailureKind.AUTH,
-            f"authentication failed: gateway answered HTTP {status} (check the API key)",
-            status,
-            retryable=False,
-        )
-    if status == 404:
-        return Failure(
-            FailureKind.BAD_SETTINGS,
-            "no STT endpoint at this URL (HTTP 404)",
-            status,
-            retryable=False,
-        )
-    return Failure(FailureKind.REFUSED, f"gateway refused the connection (HTTP {status})", status)
-
-
-def _as_error(failure: Failure, provider: str) -> ProviderError:
-    if failure.kind is FailureKind.AUTH:
-        return ProviderAuthError(failure.message, provider=provider, code=failure.code)
-    if failure.kind is FailureKind.BAD_SETTINGS:
-        return ProviderConfigError(failure.message, provider=provider, code=failure.code)
-    return ProviderError(failure.message, provider=provider, code=failure.code, retryable=False)

@@ -37,6 +37,12 @@ class ScriptedCaller:
         if trailing_silence:
             await self.silence(trailing_silence)
 
+    async def speak(self, audio: AudioFrame, *, fraction: float = 1.0) -> None:
+        """Stream real audio (e.g. synthesized speech) at real-time pace; with ``fraction``
+        < 1, stop part-way (hang up mid-sentence)."""
+        frames = split_frames(audio)
+        await self.participant.stream_audio(frames[: max(1, round(len(frames) * fraction))])
+
     async def say_partially(self, text: str, fraction: float) -> None:
         """Start saying ``text`` and stop after ``fraction`` of it (e.g. to hang up mid-word)."""
         if self.stt is not None:

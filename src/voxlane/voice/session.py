@@ -149,6 +149,10 @@ class AgentSession(EventEmitter):
         return self._clock
 
     @property
+    def stt(self) -> STT | None:
+        return self._stt
+
+    @property
     def llm(self) -> LLM | None:
         return self._llm
 

@@ -159,8 +159,15 @@ class UasDialog:
     :class:`CallOffered` event is emitted.
     """
 
-    def __init__(self, invite: SipRequest, source: Address, now: float, *,
-                 config: DialogConfig, local_tag: str) -> None:
+    def __init__(
+        self,
+        invite: SipRequest,
+        source: Address,
+        now: float,
+        *,
+        config: DialogConfig,
+        local_tag: str,
+    ) -> None:
         self.config = config
         self.local_tag = local_tag
         self.call_id = invite.call_id
@@ -225,8 +232,9 @@ class UasDialog:
         """
         self._fire(DialogEvent.APP_ANSWER)
         self._answer_sdp = sdp
-        ok = build_response(self._invite, 200, to_tag=self.local_tag,
-                            headers=self._answer_headers(), body=sdp)
+        ok = build_response(
+            self._invite, 200, to_tag=self.local_tag, headers=self._answer_headers(), body=sdp
+        )
         self._respond(self._invite, ok, self._invite_addr, retransmit_from=now)
 
     def reject(self, status: int, now: float, reason: str | None = None) -> None:
@@ -272,8 +280,10 @@ class UasDialog:
             # looped INVITE (§8.2.2.2), or an out-of-dialog request reusing our Call-ID.
             status = 482 if request.method == "INVITE" else 481
             self._respond(request, build_response(request, status, to_tag=self.local_tag), addr)
-        elif to_tag != self.local_tag or self.state in (DialogState.PROCEEDING,
-                                                        DialogState.REJECTED):
+        elif to_tag != self.local_tag or self.state in (
+            DialogState.PROCEEDING,
+            DialogState.REJECTED,
+        ):
             self._respond(request, build_response(request, 481), addr)
         elif cseq <= self._remote_cseq:
             self._respond(request, build_response(request, 500, "CSeq Out of Order"), addr)
@@ -328,8 +338,13 @@ class UasDialog:
     def _can(self, event: DialogEvent) -> bool:
         return event in TRANSITIONS[self.state]
 
-    def _respond(self, request: SipRequest, response: SipResponse, addr: Address,
-                 retransmit_from: float | None = None) -> None:
+    def _respond(
+        self,
+        request: SipRequest,
+        response: SipResponse,
+        addr: Address,
+        retransmit_from: float | None = None,
+    ) -> None:
         response.headers.add("server", self.config.user_agent)
         out = Outgoing(response, addr)
         self._outbox.append(out)
@@ -368,8 +383,10 @@ class UasDialog:
             self._events.append(CallConfirmed(self.call_id))
 
     def _receive_cancel(self, request: SipRequest, addr: Address, now: float) -> None:
-        matches = (request.top_via.branch == self._invite_branch
-                   and request.cseq.number == self._invite.cseq.number)
+        matches = (
+            request.top_via.branch == self._invite_branch
+            and request.cseq.number == self._invite.cseq.number
+        )
         if not matches:
             self._respond(request, build_response(request, 481), addr)
             return
@@ -390,8 +407,9 @@ class UasDialog:
         elif method == "INVITE":
             if self.state is DialogState.CONFIRMED:
                 # Session refresh: same SDP, same version ("no change", RFC 3264 §8).
-                ok = build_response(request, 200, headers=self._answer_headers(),
-                                    body=self._answer_sdp)
+                ok = build_response(
+                    request, 200, headers=self._answer_headers(), body=self._answer_sdp
+                )
                 self._respond(request, ok, addr)
             else:
                 self._respond(request, build_response(request, 491), addr)
@@ -409,15 +427,17 @@ class UasDialog:
         invite = self._invite
         branch = f"z9hG4bK-{self.local_tag}-{self._local_cseq}"
         local = invite.to_addr.with_tag(self.local_tag).to_str()
-        headers = Headers([
-            ("Via", f"SIP/2.0/UDP {cfg.local_host}:{cfg.local_port};branch={branch};rport"),
-            ("Max-Forwards", "70"),
-            ("From", local),
-            ("To", invite.headers.get("from") or ""),
-            ("Call-ID", self.call_id),
-            ("CSeq", f"{self._local_cseq} BYE"),
-            ("User-Agent", cfg.user_agent),
-        ])
+        headers = Headers(
+            [
+                ("Via", f"SIP/2.0/UDP {cfg.local_host}:{cfg.local_port};branch={branch};rport"),
+                ("Max-Forwards", "70"),
+                ("From", local),
+                ("To", invite.headers.get("from") or ""),
+                ("Call-ID", self.call_id),
+                ("CSeq", f"{self._local_cseq} BYE"),
+                ("User-Agent", cfg.user_agent),
+            ]
+        )
         for route in invite.headers.get_all("record-route"):  # UAS route set: as recorded
             headers.add("Route", route)
         self._bye = SipRequest(headers=headers, method="BYE", uri=self._remote_target)

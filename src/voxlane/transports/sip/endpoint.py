@@ -85,12 +85,14 @@ class SipEndpointCore:
     pass a deterministic one.
     """
 
-    def __init__(self, config: EndpointConfig, *,
-                 token_factory: Callable[[], str] | None = None) -> None:
+    def __init__(
+        self, config: EndpointConfig, *, token_factory: Callable[[], str] | None = None
+    ) -> None:
         self.config = config
         self._tokens = token_factory or (lambda: secrets.token_hex(8))
         self._networks = (
-            None if config.allowed_sources is None
+            None
+            if config.allowed_sources is None
             else tuple(ipaddress.ip_network(s, strict=False) for s in config.allowed_sources)
         )
         self._dialogs: dict[str, UasDialog] = {}
@@ -112,8 +114,9 @@ class SipEndpointCore:
 
     def next_deadline(self) -> float | None:
         """When :meth:`handle_timeout` must run next, or None."""
-        deadlines = [d for d in (x.next_deadline() for x in self._dialogs.values())
-                     if d is not None]
+        deadlines = [
+            d for d in (x.next_deadline() for x in self._dialogs.values()) if d is not None
+        ]
         return min(deadlines, default=None)
 
     def statistics(self) -> EndpointStatistics:
@@ -227,8 +230,9 @@ class SipEndpointCore:
             return
         self._receive_out_of_dialog(request, source, addr, now)
 
-    def _receive_out_of_dialog(self, request: SipRequest, source: Address, addr: Address,
-                               now: float) -> None:
+    def _receive_out_of_dialog(
+        self, request: SipRequest, source: Address, addr: Address, now: float
+    ) -> None:
         method = request.method
         if method == "ACK":
             return  # ACK to a stateless 4xx/5xx of ours, or stray: nothing to answer
@@ -251,8 +255,7 @@ class SipEndpointCore:
             self._send(method_not_allowed_or_implemented(request, self.config.dialog.allow), addr)
 
     def _new_call(self, invite: SipRequest, source: Address, now: float) -> None:
-        dialog = UasDialog(invite, source, now, config=self.config.dialog,
-                           local_tag=self._tokens())
+        dialog = UasDialog(invite, source, now, config=self.config.dialog, local_tag=self._tokens())
         self._dialogs[invite.call_id] = dialog
         self._calls_total += 1
         self._collect(dialog)
@@ -293,7 +296,7 @@ class SipEndpointCore:
         if any(not found.get(name) for name in _SALVAGED):
             return
         headers = Headers((name, value) for name in _SALVAGED for value in found[name])
-        warning = re.sub(r'[^ -!#-~]', "", error)[:120]
+        warning = re.sub(r"[^ -!#-~]", "", error)[:120]
         headers.add("warning", f'399 voxlane "{warning}"')
         headers.add("server", self.config.dialog.user_agent)
         data = SipResponse(headers=headers, status=400, reason="Bad Request").to_bytes()

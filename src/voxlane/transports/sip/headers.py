@@ -379,4 +379,3 @@ def parse_cseq(value: str) -> CSeq:
     if not is_token(method):
         raise SipParseError(f"bad CSeq method: {method!r}")
     return CSeq(int(number), method)
-

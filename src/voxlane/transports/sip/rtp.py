@@ -141,8 +141,9 @@ def parse_telephone_event(payload: bytes) -> TelephoneEvent:
     if len(payload) < 4:
         raise RtpParseError(f"telephone-event payload too short: {len(payload)} bytes")
     event, flags, duration = struct.unpack_from("!BBH", payload)
-    return TelephoneEvent(event=event, end=bool(flags & 0x80), volume=flags & 0x3F,
-                          duration=duration)
+    return TelephoneEvent(
+        event=event, end=bool(flags & 0x80), volume=flags & 0x3F, duration=duration
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,8 +292,9 @@ class RtpSender:
     not sent (silence suppression) so the timestamp keeps tracking real time.
     """
 
-    def __init__(self, *, ssrc: int, payload_type: int, initial_sequence: int = 0,
-                 initial_timestamp: int = 0) -> None:
+    def __init__(
+        self, *, ssrc: int, payload_type: int, initial_sequence: int = 0, initial_timestamp: int = 0
+    ) -> None:
         if not 0 <= ssrc < _TS_MOD or not 0 <= payload_type <= 127:
             raise ValueError("SSRC or payload type out of range")
         self.ssrc = ssrc
@@ -364,4 +366,3 @@ class RtpActivity:
     def deadline(self, timeout_s: float) -> float:
         """The time at which :meth:`is_timed_out` turns True if no packet arrives."""
         return self._last + timeout_s
-

@@ -193,8 +193,14 @@ def negotiate(
                 continue
             te = None
             if telephone_event:
-                te = next((p for p in _format_pts(media)
-                           if _encoding_of(media, p) == ("TELEPHONE-EVENT", 8000)), None)
+                te = next(
+                    (
+                        p
+                        for p in _format_pts(media)
+                        if _encoding_of(media, p) == ("TELEPHONE-EVENT", 8000)
+                    ),
+                    None,
+                )
             return AudioNegotiation(
                 payload_type=pt,
                 encoding=encoding[0],

@@ -1,0 +1,98 @@
+"""The local voice stack: embedded gateway (STT + TTS), Silero VAD, local LLM server.
+
+What ``voxlane demo`` and ``voxlane console`` run on by default — no cloud account, no GPU.
+Everything started here is stopped on exit, bounded (the gateway's ``aclose``, the LLM
+server's SIGTERM → SIGKILL ladder).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from rich.console import Console
+
+from voxlane.providers.gateway_stt import GatewaySTT
+from voxlane.providers.gateway_tts import GatewayTTS
+from voxlane.providers.llm import LLM
+from voxlane.providers.stt import STT
+from voxlane.providers.tts import TTS
+from voxlane.providers.vad import VAD
+
+
+@dataclass
+class LocalStack:
+    stt: STT
+    tts: TTS
+    vad: VAD | None
+    llm: LLM
+    caller_voice: TTS
+    """A second voice (espeak-ng) for synthetic callers."""
+    gateway_url: str
+
+
+def _silero() -> VAD | None:
+    if importlib.util.find_spec("onnxruntime") is None:
+        return None
+    try:
+        from voxlane.providers.silero_vad import SileroVAD  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    vad: VAD = SileroVAD()
+    return vad
+
+
+@contextlib.asynccontextmanager
+async def local_stack(
+    *,
+    console: Console,
+    llm: LLM | None = None,
+    gateway_url: str | None = None,
+    api_key: str | None = None,
+    stt_engine: str = "whisper",
+    voice: str = "joe",
+    max_tokens: int = 80,
+) -> AsyncIterator[LocalStack]:
+    """Start what is not given. ``llm=None`` → SmolLM2 on a local llama.cpp server."""
+    async with contextlib.AsyncExitStack() as stack:
+        if gateway_url is None:
+            from voxlane.gateway import GatewayConfig, start_gateway
+
+            api_key = secrets.token_hex(12)
+            console.print(f"[dim]starting the embedded gateway ({stt_engine} + piper)...[/]")
+            server = await start_gateway(
+                GatewayConfig(api_key=api_key, port=0, stt_engine=stt_engine)
+            )
+            stack.push_async_callback(server.aclose)
+            gateway_url = server.url
+        if api_key is None:
+            raise ValueError("an external gateway needs its API key")
+        if llm is None:
+            from voxlane.providers.llama_server import LlamaServer
+            from voxlane.providers.openai_llm import (  # type: ignore[import-not-found]
+                OpenAICompatibleLLM,
+            )
+
+            console.print("[dim]starting the local LLM (SmolLM2-135M on llama.cpp)...[/]")
+            llama = LlamaServer()
+            base_url = await llama.start()
+            stack.push_async_callback(llama.aclose)
+            llm = OpenAICompatibleLLM(
+                base_url=base_url,
+                api_key="local",
+                model="smollm2",
+                temperature=0.0,
+                max_tokens=max_tokens,
+            )
+        assert llm is not None
+        yield LocalStack(
+            stt=GatewaySTT(url=f"{gateway_url}/v1/stt", api_key=api_key),
+            tts=GatewayTTS(url=f"{gateway_url}/v1/tts", api_key=api_key, voice=voice),
+            vad=_silero(),
+            llm=llm,
+            caller_voice=GatewayTTS(url=f"{gateway_url}/v1/tts", api_key=api_key, voice="espeak"),
+            gateway_url=gateway_url,
+        )
