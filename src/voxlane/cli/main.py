@@ -105,6 +105,12 @@ def main(argv: list[str] | None = None) -> int:
     _add_stack_options(con)
     con.set_defaults(func=_console)
 
+    from voxlane.cli import sip as sip_cli
+
+    sip = sub.add_parser("sip", help="answer SIP calls with an agent (one report per call)")
+    sip_cli.add_arguments(sip)
+    sip.set_defaults(func=sip_cli.run)
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s %(message)s")
     return int(args.func(args))

@@ -15,6 +15,11 @@ reads (``now`` is passed in), no threads. The asyncio UDP/RTP layer drives it::
     #            pop() each 20 ms tick → g711.decode(pt, payload) → PCM16 8 kHz
     # hang up:   core.hangup(call_id, now, reason=...) (idempotent; also on RTP timeout)
 
+That asyncio layer is in this package too, in modules the pure ones never import (and
+which importing this package does not load): :mod:`.udp` (``SipSignaling``),
+:mod:`.rtp_io` (``RtpStream``), :mod:`.room` (``SipRoom``) and :mod:`.server`
+(``SipServer``, ``serve_sip``). See docs/sip.md.
+
 Errors: see :mod:`.errors` (one tree rooted at :class:`SipError`).
 """
 

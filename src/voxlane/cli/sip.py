@@ -1,0 +1,113 @@
+"""``voxlane sip``: answer SIP calls with an agent, one report per ended call.
+
+Prints ``voxlane sip: listening on HOST:PORT`` (flushed) once the socket is bound, so a
+supervisor or a test can wait for it. SIGTERM / SIGINT → bounded shutdown (BYE to live
+calls, sessions closed, sockets closed), exit status 0. The process never waits on a task
+that had to be abandoned (DESIGN §2: ``asyncio.run`` would): it exits without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from voxlane.cli.loader import AgentFileError, load_agent_factory
+from voxlane.transports.sip.server import Providers, SipServerConfig, serve_sip
+
+PROVIDERS = ("fake",)
+
+
+def fake_providers() -> Providers:
+    """Energy-based fakes: any loud audio is speech, replies are tones (no engines)."""
+    from voxlane.testing.fakes import FakeLLM, FakeSTT, FakeTTS, FakeVAD
+
+    return Providers(stt=FakeSTT(), vad=FakeVAD(), llm=FakeLLM(), tts=FakeTTS())
+
+
+def providers_factory(name: str) -> Callable[[], Providers]:
+    if name == "fake":
+        return fake_providers
+    raise ValueError(f"unknown providers {name!r} (choose from {', '.join(PROVIDERS)})")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("agent", help="agent file (create_agent() or one Agent subclass)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind and advertise")
+    parser.add_argument("--port", type=int, default=5060, help="SIP UDP port (0: any free)")
+    parser.add_argument("--reports", default="out/sip", help="directory for <call-id>.json")
+    parser.add_argument("--providers", default="fake", choices=PROVIDERS)
+    parser.add_argument("--max-calls", type=int, default=10)
+    parser.add_argument("--allow", action="append", default=None, metavar="CIDR",
+                        help="accept calls only from these sources (repeatable)")
+    parser.add_argument("--rtp-ports", default=None, metavar="LOW-HIGH",
+                        help="RTP port range (default: ephemeral ports)")
+    parser.add_argument("--rtp-timeout", type=float, default=10.0,
+                        help="seconds without RTP after which the caller is gone")
+    parser.add_argument("--answer-delay", type=float, default=0.0,
+                        help="ring this long before answering")
+    parser.add_argument("--close-timeout", type=float, default=4.0)
+    parser.add_argument("--max-call-seconds", type=float, default=4 * 3600.0,
+                        help="hang up calls that last longer than this")
+
+
+def _config(args: argparse.Namespace) -> SipServerConfig:
+    ports = None
+    if args.rtp_ports:
+        low, _, high = args.rtp_ports.partition("-")
+        ports = (int(low), int(high or low))
+    return SipServerConfig(
+        host=args.host, port=args.port, max_calls=args.max_calls,
+        allowed_sources=tuple(args.allow) if args.allow else None, rtp_port_range=ports,
+        rtp_timeout_s=args.rtp_timeout, answer_delay_s=args.answer_delay,
+        close_timeout=args.close_timeout, max_call_s=args.max_call_seconds,
+        reports_dir=Path(args.reports))
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    factory = load_agent_factory(Path(args.agent))
+    server = await serve_sip(factory, providers_factory(args.providers), _config(args))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"voxlane sip: listening on {server.host}:{server.port}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await server.aclose()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    stats = server.statistics()
+    print(f"voxlane sip: stopped after {stats.calls_offered} calls, "
+          f"{stats.reports_written} reports, {len(server.abandoned)} abandoned tasks",
+          flush=True)
+    return 0  # a bounded shutdown is a clean exit; abandoned tasks are in the reports
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of the ``sip`` subcommand."""
+    from voxlane.aio.tasks import abandoned_tasks
+
+    runner = asyncio.Runner()
+    try:
+        code = runner.run(_serve(args))
+    except AgentFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        runner.close()
+        return 2
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        runner.close()
+        return 2
+    if any(not t.done() for t in abandoned_tasks()):
+        # asyncio.Runner.close() would wait for the abandoned tasks without bound.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    runner.close()
+    return code

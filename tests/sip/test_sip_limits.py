@@ -1,0 +1,107 @@
+"""Server policy over real UDP on 127.0.0.1, with a raw socket as the caller: the call
+limit (503), the source allowlist (403), OPTIONS probes, and shutdown while ringing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from voxlane.aio.ledger import LEDGER
+from voxlane.transports.sip import SipResponse, parse_message
+from voxlane.transports.sip.server import SipServerConfig, serve_sip
+
+from .messages import crlf, sipp_invite
+from .test_sip_server import Greeter, providers
+
+pytestmark = pytest.mark.real_time
+
+HOST = "127.0.0.1"
+
+
+def read_reports(directory: Path) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in sorted(directory.glob("*.json"))]
+
+
+class Phone:
+    """A raw UDP SIP caller: sends bytes, reads responses with a deadline."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((HOST, 0))
+        self.sock.setblocking(False)
+        self.port = int(self.sock.getsockname()[1])
+
+    def invite(self, call_id: str, server_port: int) -> bytes:
+        data = sipp_invite(call_id=call_id, branch=f"z9hG4bK-{call_id}")
+        return data.replace(b"127.0.0.1:5061", f"{HOST}:{self.port}".encode())
+
+    def send(self, data: bytes, server_port: int) -> None:
+        self.sock.sendto(data, (HOST, server_port))
+
+    async def statuses(self, call_id: str, want: int, timeout_s: float = 3.0) -> list[int]:
+        """Statuses received for ``call_id`` until ``want`` arrives or the deadline."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        seen: list[int] = []
+        while loop.time() < deadline and want not in seen:
+            try:
+                data = self.sock.recv(65535)
+            except BlockingIOError:
+                await asyncio.sleep(0.01)
+                continue
+            msg = parse_message(data)
+            if isinstance(msg, SipResponse) and msg.call_id == call_id:
+                seen.append(msg.status)
+        return seen
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+async def test_call_limit_answers_503_and_shutdown_ends_ringing_call(tmp_path: Path) -> None:
+    server = await serve_sip(Greeter, providers, SipServerConfig(
+        host=HOST, port=0, max_calls=1, answer_delay_s=30.0, reports_dir=tmp_path))
+    phone = Phone()
+    try:
+        phone.send(phone.invite("first", server.port), server.port)
+        assert 100 in await phone.statuses("first", 100)
+        phone.send(phone.invite("second", server.port), server.port)
+        assert 503 in await phone.statuses("second", 503)
+        options = crlf(
+            "OPTIONS sip:service@127.0.0.1 SIP/2.0\n"
+            f"Via: SIP/2.0/UDP {HOST}:{phone.port};branch=z9hG4bK-opt\n"
+            "From: <sip:probe@127.0.0.1>;tag=p\nTo: <sip:service@127.0.0.1>\n"
+            "Call-ID: probe\nCSeq: 1 OPTIONS\nContent-Length: 0\n\n")
+        phone.send(options, server.port)
+        assert 200 in await phone.statuses("probe", 200)
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        await server.aclose()
+        assert loop.time() - t0 < 1.0  # a ringing call has no session to wait for
+        assert 603 in await phone.statuses("first", 603)  # we declined it on shutdown
+    finally:
+        phone.close()
+        await server.aclose()
+    assert server.active_calls == 0 and server.statistics().sessions_started == 0
+    (report,) = read_reports(tmp_path)
+    assert report["session_id"] is None and report["sip"]["ended_by"] == "server_shutdown"
+    assert LEDGER.count_open() == 0
+
+
+async def test_source_outside_allowlist_gets_403(tmp_path: Path) -> None:
+    server = await serve_sip(Greeter, providers, SipServerConfig(
+        host=HOST, port=0, allowed_sources=("10.0.0.0/8",), reports_dir=tmp_path))
+    phone = Phone()
+    try:
+        phone.send(phone.invite("blocked", server.port), server.port)
+        assert 403 in await phone.statuses("blocked", 403)
+    finally:
+        phone.close()
+        await server.aclose()
+    assert server.statistics().calls_offered == 0
+    assert read_reports(tmp_path) == []
