@@ -46,9 +46,11 @@ class StartJob:
 
 @dataclass(frozen=True)
 class Heartbeat:
-    """Sent from the job's event loop: a blocked loop stops sending them."""
+    """Sent from the job's event loop: a blocked loop stops sending them. Carries the job's
+    count of open provider connections (resource ledger), for the worker's metrics."""
 
     seq: int
+    open_connections: int = 0
     type: str = field(default="heartbeat", init=False)
 
 
