@@ -122,15 +122,17 @@ async def _run_job(
     loop = asyncio.get_running_loop()
     # Owned by this function; never awaited on the way out (the process ends instead).
     tasks = [
-        loop.create_task(_heartbeats(channel, args.heartbeat_interval), name="job/heartbeats"),
-        loop.create_task(_commands(channel, call, requests), name="job/commands"),
+        loop.create_task(_heartbeats(channel, args.heartbeat_interval), name="job/heartbeats")
     ]
     await call.session.start(_make_agent(factory, ctx), room=call.room)
+    # Commands are read once the session runs: a close request then closes a started
+    # session (until then they wait in the socket buffer).
+    tasks.append(loop.create_task(_commands(channel, call, requests), name="job/commands"))
     tasks.append(loop.create_task(call.run_caller(), name="job/caller"))
     # No deadline here on purpose: a call lasts as long as the caller stays. The supervisor
     # in the worker bounds this process (close request → SIGTERM → SIGKILL).
     await call.session.wait_closed()
-    tasks[-1].cancel()
+    tasks[-1].cancel()  # the caller
     shutdown_deadline = DEFAULT_CLOCK.now() + args.shutdown_timeout
     callbacks = await ctx.run_shutdown_callbacks(shutdown_deadline)
     report = call.session.report_dict()

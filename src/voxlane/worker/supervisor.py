@@ -70,6 +70,9 @@ class JobSupervisor:
         self.close_reasons: list[str] = []
         self.disconnected: str | None = None
         self.protocol_error: str | None = None
+        self.first_heartbeat_at: float | None = None
+        self._started = False
+        self._close_pending: str | None = None
 
     # -- events from the worker ---------------------------------------------------------------
     def participant_disconnected(self, reason: str) -> None:
@@ -77,7 +80,8 @@ class JobSupervisor:
         budget (the ladder starts counting now)."""
         if self.disconnected is None:
             self.disconnected = reason
-            self.process.send(ParticipantDisconnected(reason))
+            if self._started:  # else: sent right after StartJob
+                self.process.send(ParticipantDisconnected(reason))
         self._close(f"participant_disconnected:{reason}")
 
     def request_close(self, reason: str = "job_shutdown") -> None:
@@ -93,6 +97,12 @@ class JobSupervisor:
     async def run(self, spec: dict[str, Any]) -> SupervisionResult:
         """Start the job with ``spec`` and supervise it until it is reaped."""
         self.process.send(StartJob(self.job_id, spec))
+        self._started = True
+        # What was asked before the job had started, in order (a job ignores it before).
+        if self.disconnected is not None:
+            self.process.send(ParticipantDisconnected(self.disconnected))
+        if self._close_pending is not None:
+            self.process.send(CloseRequest(self._close_pending))
         loop = asyncio.get_running_loop()
         waiter = loop.create_task(self.process.proc.wait(), name=f"job:{self.job_id}/wait")
         reader = loop.create_task(self._read(), name=f"job:{self.job_id}/read")
@@ -140,6 +150,8 @@ class JobSupervisor:
             now = self._clock.now()
             for m in messages:
                 if isinstance(m, Heartbeat):
+                    if self.first_heartbeat_at is None:
+                        self.first_heartbeat_at = now  # the job's call is running
                     self.ladder.on_heartbeat(now)
                     self.open_connections = m.open_connections
                 elif isinstance(m, JobReport):
@@ -155,7 +167,11 @@ class JobSupervisor:
         for command in commands:
             log.info("job %s: %s (%s)", self.job_id, command.value, why)
             if command is Command.SEND_CLOSE:
-                self.process.send(CloseRequest(why if why != "deadline" else "job_shutdown"))
+                reason = why if why != "deadline" else "job_shutdown"
+                if self._started:
+                    self.process.send(CloseRequest(reason))
+                else:
+                    self._close_pending = reason
             elif command is Command.SEND_SIGTERM:
                 self.process.signal(signal.SIGTERM)
             elif command is Command.SEND_SIGKILL:

@@ -158,6 +158,8 @@ class Worker:
         Returns 0 once every job has ended and its report is written."""
         self.state = WorkerState.RUNNING
         self.pool.start()
+        # Take calls once the pool is warm (bounded): the first callers get fast setup too.
+        await self.pool.wait_warm(self.config.spawn_timeout)
         source_task = self._owner.spawn(self.source.run(self), name="source")
         try:
             while self._stop_requests == 0:
@@ -224,9 +226,10 @@ class Worker:
             if job.force:
                 sup.request_close("job_shutdown")
             result = await sup.run(call.job_spec())
-            result.supervisor["start_latency_ms"] = round(
-                ((process.ready_at or started) - started) * 1000, 3
-            )
+            if sup.first_heartbeat_at is not None:
+                # Offer accepted → the job's first heartbeat (its call is running).
+                latency = (sup.first_heartbeat_at - started) * 1000
+                result.supervisor["start_latency_ms"] = round(latency, 3)
         finally:
             self._jobs.pop(call.call_id, None)
             self.metrics.active_jobs.set(len(self._jobs))
