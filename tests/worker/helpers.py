@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from voxlane.core.supervision import LadderConfig
+from voxlane.worker.metrics import WorkerMetrics
 from voxlane.worker.synthetic import SyntheticCall, SyntheticCallSource
 from voxlane.worker.worker import Worker, WorkerConfig
 
@@ -21,7 +22,10 @@ def tool_call(name: str, **args: Any) -> dict[str, Any]:
 
 
 def make_worker(
-    tmp_path: Path, calls: list[SyntheticCall], **config: Any
+    tmp_path: Path,
+    calls: list[SyntheticCall],
+    metrics: WorkerMetrics | None = None,
+    **config: Any,
 ) -> tuple[Worker, SyntheticCallSource]:
     source = SyntheticCallSource(calls=calls)
     cfg = WorkerConfig(
@@ -30,7 +34,7 @@ def make_worker(
         stop_when_source_done=True,
         **{"max_jobs": 4, "prewarm": len(calls), "ladder": FAST_LADDER, **config},
     )
-    return Worker(cfg, source), source
+    return Worker(cfg, source, metrics=metrics), source
 
 
 async def run_bounded(worker: Worker, timeout: float) -> int:
