@@ -66,11 +66,22 @@ class _Channel:
         data = await self.reader.read(READ_SIZE)
         return self.decoder.feed(data) if data else None
 
-    async def flush(self, timeout: float) -> None:
-        drain = asyncio.ensure_future(self.writer.drain())
-        _, pending = await asyncio.wait({drain}, timeout=timeout)
-        for task in pending:
-            task.cancel()
+    async def flush_and_wait_eof(self, timeout: float) -> None:
+        """Hand everything written to the kernel, then wait for the worker to close its end
+        (it does on ``JobExited``), all within ``timeout``. Exiting earlier could lose the
+        report: ``drain()`` alone returns while data is still in the transport's buffer, and
+        closing a socket with unread input resets the connection."""
+
+        async def finish() -> None:
+            self.writer.transport.set_write_buffer_limits(high=0)
+            await self.writer.drain()
+            while await self.reader.read(READ_SIZE):
+                pass  # discard: nothing the worker says matters any more
+
+        task = asyncio.ensure_future(finish())
+        _, pending = await asyncio.wait({task}, timeout=timeout)
+        for t in pending:
+            t.cancel()
 
 
 def _make_agent(factory: Callable[..., Agent], ctx: JobContext) -> Agent:
@@ -171,7 +182,7 @@ async def _serve(sock: socket.socket, args: argparse.Namespace) -> int:
         channel.send(JobReport({"error": f"{type(exc).__name__}: {exc}"[:2000]}))
         code = 1
     channel.send(JobExited(code))
-    await channel.flush(FLUSH_TIMEOUT)
+    await channel.flush_and_wait_eof(FLUSH_TIMEOUT)
     return code
 
 

@@ -85,7 +85,8 @@ class JobProcess:
         """The next messages from the job; None at EOF. Raises ``IPCProtocolError``."""
         try:
             data = await self.reader.read(READ_SIZE)
-        except (ConnectionError, OSError):
+        except (ConnectionError, OSError) as exc:
+            log.warning("job process %s: channel error %r", self.pid, exc)
             return None
         return self.decoder.feed(data) if data else None
 

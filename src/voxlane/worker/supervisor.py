@@ -161,6 +161,9 @@ class JobSupervisor:
                         self.ladder.on_report(now)
                 elif isinstance(m, JobExited):
                     self.exit_code_sent = m.code
+                    # Its last message: closing our end lets the job exit at once (it waits
+                    # for our EOF so that nothing it wrote is lost).
+                    self.process.close_channel()
             self._wake.set()
 
     def _execute(self, commands: list[Command], why: str) -> None:

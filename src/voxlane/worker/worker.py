@@ -166,7 +166,7 @@ class Worker:
                 if source_task.done() and self.config.stop_when_source_done:
                     break
                 await self._wait_wake(1.0)
-            await self._drain()
+            await self._drain(source_task)
         finally:
             self.state = WorkerState.STOPPED
             await cancel_and_wait([source_task], self._clock.now() + 1.0, self._clock)
@@ -176,7 +176,7 @@ class Worker:
             await self.pool.aclose(timeout=3.0)
         return 0
 
-    async def _drain(self) -> None:
+    async def _drain(self, source_task: asyncio.Task[None]) -> None:
         self.state = WorkerState.DRAINING
         self.metrics.healthy = False
         deadline = self._clock.now() + self.config.drain_timeout
@@ -193,7 +193,7 @@ class Worker:
         budget_end = self._clock.now() + self.config.exit_budget()
         while self._jobs and self._clock.now() < budget_end:
             await self._wait_wake(min(1.0, max(0.0, budget_end - self._clock.now())))
-        leftover = self._owner.live
+        leftover = [t for t in self._owner.live if t is not source_task]
         if leftover:
             log.error("worker: %d job task(s) did not end in the exit budget", len(leftover))
         await self._owner.shutdown(self._clock.now() + 1.0)
