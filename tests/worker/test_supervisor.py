@@ -115,3 +115,15 @@ async def test_hanging_shutdown_callback_is_bounded(tmp_path: Path) -> None:
     assert callbacks["quick"]["outcome"] == "ok"
     # hangup → session closed → callbacks bounded by 0.5 s → report → exit
     assert report["supervisor"]["close_duration_ms"] < 0.5 * 1000 + 1000
+
+
+async def test_hangup_before_a_cold_job_started_still_reports(tmp_path: Path) -> None:
+    calls = [SyntheticCall(call_id="early", hangup_after=0.0, turns=(), llm=(GREETING,))]
+    worker, source = make_worker(tmp_path, calls, prewarm=0)
+    assert await run_bounded(worker, 15.0) == 0
+    report = read_report(tmp_path, "early")
+    assert report["supervisor"]["outcome"] == "closed"
+    assert report["supervisor"]["reported"] is True
+    assert report["supervisor"]["prewarmed"] is False
+    assert report["close"]["reason"] == "participant_disconnected"
+    assert source.ended["early"] is JobOutcome.CLOSED

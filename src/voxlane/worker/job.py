@@ -20,9 +20,11 @@ import asyncio
 import inspect
 import logging
 import os
+import resource
 import signal
 import socket
 import sys
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
@@ -56,15 +58,21 @@ class _Channel:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
         self.decoder = Decoder()
+        self._pending: deque[Message] = deque()
 
     def send(self, message: Message) -> None:
         if not self.writer.is_closing():
             self.writer.write(encode(message))
 
-    async def receive(self) -> list[Message] | None:
-        """The next messages; None at EOF (the worker is gone)."""
-        data = await self.reader.read(READ_SIZE)
-        return self.decoder.feed(data) if data else None
+    async def receive(self) -> Message | None:
+        """The next message; None at EOF (the worker is gone). One read may bring several
+        messages: the rest wait here for the next call, whoever makes it."""
+        while not self._pending:
+            data = await self.reader.read(READ_SIZE)
+            if not data:
+                return None
+            self._pending.extend(self.decoder.feed(data))
+        return self._pending.popleft()
 
     async def flush_and_wait_eof(self, timeout: float) -> None:
         """Hand everything written to the kernel, then wait for the worker to close its end
@@ -107,17 +115,16 @@ async def _heartbeats(channel: _Channel, interval: float) -> None:
 async def _commands(channel: _Channel, call: SyntheticJob, requests: list[str]) -> None:
     """Worker → job messages while the call runs. EOF: the worker is gone, end the call."""
     while True:
-        messages = await channel.receive()
-        if messages is None:
+        m = await channel.receive()
+        if m is None:
             requests.append("worker_gone")
             call.session.shutdown(drain=False)
             return
-        for m in messages:
-            if isinstance(m, ParticipantDisconnected):
-                call.hang_up(m.reason)
-            elif isinstance(m, CloseRequest):
-                requests.append(m.reason)
-                call.session.shutdown(drain=False)
+        if isinstance(m, ParticipantDisconnected):
+            call.hang_up(m.reason)
+        elif isinstance(m, CloseRequest):
+            requests.append(m.reason)
+            call.session.shutdown(drain=False)
 
 
 async def _run_job(
@@ -132,9 +139,7 @@ async def _run_job(
     requests: list[str] = []
     loop = asyncio.get_running_loop()
     # Owned by this function; never awaited on the way out (the process ends instead).
-    tasks = [
-        loop.create_task(_heartbeats(channel, args.heartbeat_interval), name="job/heartbeats")
-    ]
+    tasks = [loop.create_task(_heartbeats(channel, args.heartbeat_interval), name="job/heartbeats")]
     await call.session.start(_make_agent(factory, ctx), room=call.room)
     # Commands are read once the session runs: a close request then closes a started
     # session (until then they wait in the socket buffer).
@@ -152,6 +157,7 @@ async def _run_job(
         "pid": os.getpid(),
         "close_requests": requests,
         "shutdown_callbacks": [c.to_dict() for c in callbacks],
+        "max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
     }
     channel.send(JobReport(report))
     for task in tasks:
@@ -166,14 +172,11 @@ async def _serve(sock: socket.socket, args: argparse.Namespace) -> int:
     channel.send(Ready(os.getpid()))
     start: StartJob | None = None
     while start is None:  # idle in the pool: the worker owns our lifetime
-        messages = await channel.receive()
-        if messages is None:
+        m = await channel.receive()
+        if m is None or isinstance(m, CloseRequest):
             return 0
-        for m in messages:
-            if isinstance(m, StartJob):
-                start = m
-            elif isinstance(m, CloseRequest):
-                return 0
+        if isinstance(m, StartJob):
+            start = m
     code = 0
     try:
         code = await _run_job(channel, start, factory, args)

@@ -186,6 +186,10 @@ class ProcessPool:
     def idle_count(self) -> int:
         return len(self._idle)
 
+    def idle_pids(self) -> list[int]:
+        """PIDs of the ready processes (for measurements; they may exit any time)."""
+        return [p.pid for p in self._idle]
+
     async def acquire(self) -> JobProcess:
         """A ready job process, owned by the caller from now on. Raises ``JobStartError``."""
         while self._idle:

@@ -63,23 +63,26 @@ class SyntheticCall:
 class SyntheticCallSource:
     """Offers synthetic calls to a ``CallSink`` (implements ``CallSource``).
 
-    ``calls``: offer exactly these (at once), then return once each has ended or was
-    rejected. Otherwise: keep ``concurrency`` calls up, each lasting ``call_seconds``,
-    until ``total`` calls were offered (None: until cancelled); a rejected offer is retried
-    after ``redial_interval``.
+    ``calls``: offer exactly these, at most ``concurrency`` at a time (None: all at once),
+    each after a pause of ``gap`` seconds, then return once each has ended or was rejected.
+    Otherwise: keep ``concurrency`` calls up, each lasting ``call_seconds``, until ``total``
+    calls were offered (None: until cancelled); a rejected offer is retried after
+    ``redial_interval``.
     """
 
     def __init__(
         self,
         *,
         calls: Sequence[SyntheticCall] | None = None,
-        concurrency: int = 1,
+        concurrency: int | None = None,
         total: int | None = None,
+        gap: float = 0.0,
         call_seconds: float = 3.0,
         redial_interval: float = 0.2,
     ) -> None:
         self._calls = list(calls) if calls is not None else None
         self.concurrency = concurrency
+        self.gap = gap
         self.total = total
         self.call_seconds = call_seconds
         self.redial_interval = redial_interval
@@ -92,14 +95,20 @@ class SyntheticCallSource:
 
     # -- CallSource -------------------------------------------------------------------------
     async def run(self, sink: CallSink) -> None:
+        limit = self.concurrency
         if self._calls is not None:
             for call in self._calls:
+                while limit is not None and len(self._active) >= limit:
+                    await self._wait_wake(1.0)
+                if self.gap:
+                    await asyncio.sleep(self.gap)
                 self._offer(sink, call)
             while self._active:
                 await self._wait_wake(1.0)
             return
+        limit = limit or 1
         while self.total is None or len(self.offered) < self.total:
-            if len(self._active) >= self.concurrency:
+            if len(self._active) >= limit:
                 await self._wait_wake(1.0)
                 continue
             if not self._offer(sink, SyntheticCall(hangup_after=self.call_seconds)):
