@@ -41,7 +41,7 @@ def run_start(args: argparse.Namespace) -> int:
     if not args.synthetic:
         print("voxlane start: choose a call source (--synthetic N)", file=sys.stderr)
         return 2
-    from voxlane.worker.metrics import setup_logging
+    from voxlane.worker.logs import setup_logging
 
     setup_logging(getattr(args, "log_level", "WARNING"), args.log_format)
     loop = asyncio.new_event_loop()
@@ -71,6 +71,7 @@ async def _main(args: argparse.Namespace) -> int:
         drain_timeout=args.drain_timeout,
         ladder=LadderConfig(job_close_timeout=args.job_close_timeout),
         stop_when_source_done=args.synthetic_total is not None,
+        log_format=args.log_format,
     )
     metrics = WorkerMetrics()
     worker = Worker(config, source, metrics=metrics)

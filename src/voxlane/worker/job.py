@@ -45,9 +45,11 @@ from voxlane.worker.ipc import (
     StartJob,
     encode,
 )
+from voxlane.worker.logs import JobIdsFilter, setup_logging
 from voxlane.worker.synthetic import SyntheticJob, build_synthetic_call
 
 log = logging.getLogger("voxlane.job")
+_IDS = JobIdsFilter()
 READ_SIZE = 65536
 FLUSH_TIMEOUT = 2.0
 
@@ -134,6 +136,7 @@ async def _run_job(
     if spec.get("kind") != "synthetic":
         raise ValueError(f"unknown call kind {spec.get('kind')!r}")
     call = build_synthetic_call(spec, DEFAULT_CLOCK, session_id=f"sess_{start.job_id}")
+    _IDS.job_id, _IDS.session_id = start.job_id, call.session.id
     ctx = JobContext(start.job_id, call.room, metadata=spec.get("metadata"))
     ctx.make_current()
     requests: list[str] = []
@@ -196,6 +199,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--heartbeat-interval", type=float, default=0.25)
     p.add_argument("--shutdown-timeout", type=float, default=2.0)
     p.add_argument("--log-level", default="WARNING")
+    p.add_argument("--log-format", choices=["text", "json"], default="text")
     return p.parse_args(argv)
 
 
@@ -203,7 +207,7 @@ def main(argv: list[str] | None = None) -> None:
     """Run one job, then end the process (never returns)."""
     args = _parse(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s %(message)s")
+    setup_logging(args.log_level, args.log_format, _IDS)
     code = 1
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)

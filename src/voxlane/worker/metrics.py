@@ -1,5 +1,5 @@
-"""Worker metrics (Prometheus), a tiny ``/metrics`` + ``/healthz`` HTTP server on
-127.0.0.1, and JSON-lines logging.
+"""Worker metrics (Prometheus) and a tiny ``/metrics`` + ``/healthz`` HTTP server on
+127.0.0.1.
 
 Each ``WorkerMetrics`` has its own registry (several workers in one test process do not
 collide). The HTTP server is plain asyncio: every read has a deadline, every connection is
@@ -9,9 +9,6 @@ closed after one response.
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
-import time
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -122,36 +119,3 @@ class MetricsServer:
         waiter = asyncio.ensure_future(self._server.wait_closed())
         await asyncio.wait({waiter}, timeout=timeout)
         waiter.cancel()
-
-
-class JsonLogFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, and ``job_id``/``session_id``
-    when the record carries them (``extra=``). Messages never carry transcripts at INFO:
-    the worker logs ids, outcomes and timings only."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        obj: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
-            "level": record.levelname,
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        for key in ("job_id", "session_id", "outcome", "pid"):
-            value = getattr(record, key, None)
-            if value is not None:
-                obj[key] = value
-        if record.exc_info:
-            obj["exc"] = self.formatException(record.exc_info)
-        return json.dumps(obj)
-
-
-def setup_logging(level: str, fmt: str) -> None:
-    handler = logging.StreamHandler()
-    if fmt == "json":
-        handler.setFormatter(JsonLogFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())

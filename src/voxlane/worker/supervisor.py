@@ -168,7 +168,9 @@ class JobSupervisor:
 
     def _execute(self, commands: list[Command], why: str) -> None:
         for command in commands:
-            log.info("job %s: %s (%s)", self.job_id, command.value, why)
+            log.info(
+                "job %s: %s (%s)", self.job_id, command.value, why, extra={"job_id": self.job_id}
+            )
             if command is Command.SEND_CLOSE:
                 reason = why if why != "deadline" else "job_shutdown"
                 if self._started:

@@ -58,6 +58,8 @@ class WorkerConfig:
     shutdown_timeout: float = 2.0
     """Bound on a job's shutdown callbacks (all together)."""
     heartbeat_interval: float = 0.25
+    log_format: str = "text"
+    """Job processes log as "text" or "json" lines (with job and session ids)."""
     stop_when_source_done: bool = False
     """Drain and stop once the source's ``run`` returns (finite synthetic runs, benches)."""
 
@@ -104,6 +106,8 @@ class Worker:
                 str(config.shutdown_timeout),
                 "--log-level",
                 logging.getLevelName(logging.getLogger().getEffectiveLevel()),
+                "--log-format",
+                config.log_format,
             ],
             clock=clock,
         )
