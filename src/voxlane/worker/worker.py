@@ -158,17 +158,20 @@ class Worker:
         return len(self._jobs)
 
     async def run(self) -> int:
-        """Run until stopped (or the source is done, with ``stop_when_source_done``).
-        Returns 0 once every job has ended and its report is written."""
+        """Run until stopped (or the source is done, with ``stop_when_source_done``, or
+        failed). Returns 0 once every job has ended and its report is written."""
         self.state = WorkerState.RUNNING
         self.pool.start()
-        # Take calls once the pool is warm (bounded): the first callers get fast setup too.
-        await self.pool.wait_warm(self.config.spawn_timeout)
+        # Take calls once the pool is warm (bounded, and cut short by stop()): the first
+        # callers get fast call setup too.
+        warm = asyncio.ensure_future(self.pool.wait_warm(self.config.spawn_timeout))
+        while not warm.done() and self._stop_requests == 0:
+            await self._wait_wake_or(warm, self.config.spawn_timeout)
+        warm.cancel()
         source_task = self._owner.spawn(self.source.run(self), name="source")
+        source_task.add_done_callback(lambda _: self._wake.set())
         try:
-            while self._stop_requests == 0:
-                if source_task.done() and self.config.stop_when_source_done:
-                    break
+            while self._stop_requests == 0 and not self._source_finished(source_task):
                 await self._wait_wake(1.0)
             await self._drain(source_task)
         finally:
@@ -180,12 +183,26 @@ class Worker:
             await self.pool.aclose(timeout=3.0)
         return 0
 
+    def _source_finished(self, task: asyncio.Task[None]) -> bool:
+        """Whether to stop taking calls because of the source: it is done and we were told
+        to stop then, or it failed (a source that cannot offer calls any more)."""
+        if not task.done():
+            return False
+        if task.cancelled() or task.exception() is not None:
+            log.error(
+                "worker: the call source stopped: %r",
+                None if task.cancelled() else task.exception(),
+            )
+            return True
+        return self.config.stop_when_source_done
+
     async def _drain(self, source_task: asyncio.Task[None]) -> None:
+        """DRAINING until the jobs ended, ``drain_timeout`` or a second stop(); then FORCING
+        (close requests; supervisors escalate) until they ended or the exit budget is spent."""
         self.state = WorkerState.DRAINING
         self.metrics.healthy = False
         deadline = self._clock.now() + self.config.drain_timeout
-        stops = self._stop_requests
-        while self._jobs and self._clock.now() < deadline and self._stop_requests <= max(1, stops):
+        while self._jobs and self._clock.now() < deadline and self._stop_requests < 2:
             await self._wait_wake(min(1.0, max(0.0, deadline - self._clock.now())))
         self.state = WorkerState.FORCING
         if self._jobs:
@@ -203,12 +220,23 @@ class Worker:
         await self._owner.shutdown(self._clock.now() + 1.0)
 
     async def _wait_wake(self, timeout: float) -> None:
-        self._wake.clear()
+        """Until something happened (job ended, stop(), source done) or ``timeout``."""
         waiter = asyncio.ensure_future(self._wake.wait())
         try:
             await asyncio.wait({waiter}, timeout=timeout)
         finally:
             waiter.cancel()
+        self._wake.clear()  # after waking: a set() before we waited is not lost
+
+    async def _wait_wake_or(self, other: asyncio.Future[Any], timeout: float) -> None:
+        waiter = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait(
+                {waiter, other}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            waiter.cancel()
+        self._wake.clear()
 
     # -- one job ----------------------------------------------------------------------------
     async def _run_job(self, job: _Job) -> None:
