@@ -127,3 +127,16 @@ async def test_hangup_before_a_cold_job_started_still_reports(tmp_path: Path) ->
     assert report["supervisor"]["prewarmed"] is False
     assert report["close"]["reason"] == "participant_disconnected"
     assert source.ended["early"] is JobOutcome.CLOSED
+
+
+async def test_garbled_channel_ends_the_job_through_the_ladder(tmp_path: Path) -> None:
+    calls = [
+        SyntheticCall(call_id="garbled", hangup_after=30.0, turns=(), llm=(tool_call("garble"),))
+    ]
+    worker, source = make_worker(tmp_path, calls)
+    assert await run_bounded(worker, 15.0) == 0
+    sup = read_report(tmp_path, "garbled")["supervisor"]
+    assert "max" in sup["protocol_error"]
+    assert sup["close_requests"] == ["protocol_error"]
+    assert sup["outcome"] in ("closed", "killed_after_sigterm")
+    assert source.ended["garbled"].value == sup["outcome"]

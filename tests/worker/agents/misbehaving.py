@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 import time
 
 from voxlane import Agent, RunContext, function_tool
@@ -45,6 +46,13 @@ class Misbehaving(Agent):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         time.sleep(seconds)  # noqa: ASYNC251 - the misbehaviour under test
         return "blocked"
+
+    @function_tool
+    async def garble(self, ctx: RunContext) -> str:
+        """Write garbage into the job's IPC channel (an oversized frame header)."""
+        fd = int(sys.argv[sys.argv.index("--fd") + 1])
+        os.write(fd, b"\xff\xff\xff\xff")
+        return "garbled"
 
     @function_tool
     async def crash(self, ctx: RunContext, code: int) -> str:
