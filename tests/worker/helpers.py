@@ -28,11 +28,14 @@ def make_worker(
     **config: Any,
 ) -> tuple[Worker, SyntheticCallSource]:
     source = SyntheticCallSource(calls=calls)
+    defaults: dict[str, Any] = {
+        "agent_file": AGENT,
+        "max_jobs": 4,
+        "prewarm": len(calls),
+        "ladder": FAST_LADDER,
+    }
     cfg = WorkerConfig(
-        agent_file=AGENT,
-        reports_dir=tmp_path / "reports",
-        stop_when_source_done=True,
-        **{"max_jobs": 4, "prewarm": len(calls), "ladder": FAST_LADDER, **config},
+        reports_dir=tmp_path / "reports", stop_when_source_done=True, **{**defaults, **config}
     )
     return Worker(cfg, source, metrics=metrics), source
 

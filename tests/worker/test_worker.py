@@ -110,3 +110,13 @@ async def test_drain_timeout_forces_long_calls_and_rejects_new_ones(tmp_path: Pa
         assert report["supervisor"]["outcome"] == "closed"  # asked, and closed in time
         assert report["supervisor"]["close_requests"] == ["job_shutdown"]
         assert report["close"]["open_connections_after"] == 0
+
+
+async def test_broken_agent_file_fails_fast(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.py"
+    broken.write_text("raise RuntimeError('broken agent')\n")
+    worker, source = make_worker(tmp_path, [SyntheticCall(call_id="never")], agent_file=broken)
+    t0 = asyncio.get_running_loop().time()
+    assert await run_bounded(worker, 15.0) == 1
+    assert asyncio.get_running_loop().time() - t0 < 10.0
+    assert source.offered == []

@@ -173,9 +173,15 @@ class ProcessPool:
         self._refill()
 
     async def wait_warm(self, timeout: float) -> bool:
-        """Wait (bounded) until ``size`` processes are ready. Returns whether they are."""
+        """Wait (bounded) until ``size`` processes are ready. Returns whether they are;
+        returns early (False) as soon as one fails to start (e.g. a broken agent file)."""
         deadline = self._clock.now() + timeout
-        while len(self._idle) < self.size and self._clock.now() < deadline:
+        failed = self.stats.failed
+        while (
+            len(self._idle) < self.size
+            and self._clock.now() < deadline
+            and self.stats.failed == failed
+        ):
             self._ready.clear()
             waiter = asyncio.ensure_future(self._ready.wait())
             await asyncio.wait({waiter}, timeout=max(0.0, deadline - self._clock.now()))
@@ -210,7 +216,7 @@ class ProcessPool:
         self.stats.spawned += 1
         try:
             await proc.wait_ready(self.spawn_timeout, self._clock)
-        except BaseException:
+        except BaseException:  # a failure is counted (wait_warm returns early on it)
             self.stats.failed += 1
             proc.signal(signal.SIGKILL)
             proc.close_channel()
@@ -230,6 +236,7 @@ class ProcessPool:
             proc = await self._spawn_ready()
         finally:
             self._warming -= 1
+            self._ready.set()  # wake wait_warm: ready, or failed
         if self._owner.closed:
             await proc.stop(2.0)
             return

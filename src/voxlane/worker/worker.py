@@ -159,7 +159,8 @@ class Worker:
 
     async def run(self) -> int:
         """Run until stopped (or the source is done, with ``stop_when_source_done``, or
-        failed). Returns 0 once every job has ended and its report is written."""
+        failed). Returns 0 once every job has ended and its report is written; 1 at once if
+        no job process could be started."""
         self.state = WorkerState.RUNNING
         self.pool.start()
         # Take calls once the pool is warm (bounded, and cut short by stop()): the first
@@ -168,6 +169,12 @@ class Worker:
         while not warm.done() and self._stop_requests == 0:
             await self._wait_wake_or(warm, self.config.spawn_timeout)
         warm.cancel()
+        if self.pool.size and self.pool.idle_count == 0 and self.pool.stats.failed:
+            # Not one job process came up (a broken agent file, say): fail fast, take no calls.
+            log.error("worker: job processes fail to start; not taking calls")
+            self.state = WorkerState.STOPPED
+            await self.pool.aclose(timeout=3.0)
+            return 1
         source_task = self._owner.spawn(self.source.run(self), name="source")
         source_task.add_done_callback(lambda _: self._wake.set())
         try:
