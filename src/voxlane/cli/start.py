@@ -85,16 +85,13 @@ async def _main(args: argparse.Namespace) -> int:
         code = await worker.run()
     finally:
         await server.aclose()
-    outcomes: dict[str, int] = {}
-    for r in worker.results:
-        outcomes[r.outcome.value] = outcomes.get(r.outcome.value, 0) + 1
     _print(
         {
             "event": "stopped",
-            "jobs": len(worker.results),
-            "outcomes": outcomes,
+            "jobs": sum(worker.outcomes.values()),
+            "outcomes": dict(worker.outcomes),
             "rejected": len(source.rejected),
-            "reports": len(worker.reports_written),
+            "reports": worker.reports_written,
         }
     )
     return code

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -34,6 +35,7 @@ from voxlane.worker.source import Call, CallSource
 from voxlane.worker.supervisor import JobSupervisor, SupervisionResult
 
 log = logging.getLogger("voxlane.worker")
+RECENT_RESULTS = 100
 
 
 class WorkerState(Enum):
@@ -115,8 +117,11 @@ class Worker:
         self._owner = TaskOwner("worker", on_error=self._on_job_error, clock=clock)
         self._stop_requests = 0
         self._wake = asyncio.Event()
-        self.results: list[SupervisionResult] = []
-        self.reports_written: list[Path] = []
+        # Counts for the life of the worker; details only for the last few jobs (a worker
+        # runs for weeks: nothing here may grow with the number of calls).
+        self.outcomes: Counter[str] = Counter()
+        self.reports_written = 0
+        self.recent: deque[SupervisionResult] = deque(maxlen=RECENT_RESULTS)
 
     # -- CallSink ---------------------------------------------------------------------------
     def offer(self, call: Call) -> bool:
@@ -281,10 +286,11 @@ class Worker:
         path = self.config.reports_dir / f"{call.call_id}.json"
         try:
             write_json_durably(path, report)
-            self.reports_written.append(path)
+            self.reports_written += 1
         except OSError:
             log.exception("job %s: could not write its report", call.call_id)
-        self.results.append(result)
+        self.outcomes[result.outcome.value] += 1
+        self.recent.append(result)
         self.metrics.record_job(result.outcome.value, result.close_duration_s, result.report)
         log.info(
             "job %s ended: %s",
