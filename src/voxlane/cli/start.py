@@ -48,8 +48,9 @@ def run_start(args: argparse.Namespace) -> int:
     try:
         return loop.run_until_complete(_main(args))
     finally:
-        # Do not close the loop with shutdown_asyncgens/executor waits: abandoned tasks (if
-        # any) are left to die with the process.
+        # No shutdown_asyncgens/shutdown_default_executor (they wait): close() cancels
+        # nothing and returns at once; anything left dies with the process.
+        loop.close()
         sys.stdout.flush()
 
 

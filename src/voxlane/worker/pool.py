@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from voxlane.aio.clock import DEFAULT_CLOCK, Clock
 from voxlane.aio.tasks import TaskOwner
@@ -163,6 +164,7 @@ class ProcessPool:
         self.job_args = list(job_args)
         self._clock = clock
         self._idle: list[JobProcess] = []
+        self._dying: list[JobProcess] = []
         self._warming = 0
         self._ready = asyncio.Event()
         self._owner = TaskOwner("pool", on_error=self._on_error, clock=clock)
@@ -216,10 +218,12 @@ class ProcessPool:
         self.stats.spawned += 1
         try:
             await proc.wait_ready(self.spawn_timeout, self._clock)
-        except BaseException:  # a failure is counted (wait_warm returns early on it)
-            self.stats.failed += 1
+        except BaseException as exc:
+            if not isinstance(exc, asyncio.CancelledError):
+                self.stats.failed += 1  # wait_warm returns early on a failure
             proc.signal(signal.SIGKILL)
             proc.close_channel()
+            self._dying.append(proc)  # reaped (bounded) by aclose
             raise
         self.stats.start_latencies.append(self._clock.now() - t0)
         return proc
@@ -251,8 +255,11 @@ class ProcessPool:
         deadline = self._clock.now() + timeout
         await self._owner.shutdown(self._clock.now() + timeout / 2)
         idle, self._idle = self._idle, []
-        if idle:
-            remaining = max(0.1, deadline - self._clock.now())
-            await asyncio.wait(
-                {asyncio.ensure_future(p.stop(remaining)) for p in idle}, timeout=remaining
-            )
+        dying, self._dying = [p for p in self._dying if not p.exited], []
+        remaining = max(0.1, deadline - self._clock.now())
+        waits: set[asyncio.Future[Any]] = {asyncio.ensure_future(p.stop(remaining)) for p in idle}
+        waits |= {asyncio.ensure_future(p.proc.wait()) for p in dying}
+        if waits:
+            _, pending = await asyncio.wait(waits, timeout=remaining)
+            for task in pending:
+                task.cancel()
