@@ -125,3 +125,29 @@ def test_sip_is_not_yet_available(tmp_path: Path, capsys: Any) -> None:
     code = main(["start", str(AGENT), "--reports", str(tmp_path), "--sip", "127.0.0.1:5060"])
     assert code == 2
     assert "not yet available" in capsys.readouterr().err
+
+
+def test_loop_blocking_tool_is_killed_within_the_default_close_timeout(tmp_path: Path) -> None:
+    """The acceptance check, end to end: default ``job_close_timeout`` (5 s)."""
+    script = tmp_path / "script.json"
+    script.write_text(
+        json.dumps({"turns": [], "llm": [{"tool_calls": [["block", {"seconds": 60}]]}]})
+    )
+    proc = _start(tmp_path, "--synthetic-script", str(script), "--synthetic-total", "1",
+                  "--call-seconds", "1")  # fmt: skip
+    try:
+        _line(proc, 30)
+        code = _stop_and_wait(proc, 20)
+        stopped = _line(proc, 5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    assert code == 0
+    assert stopped["outcomes"] == {"killed_after_sigterm": 1}
+    (report,) = _reports(tmp_path)
+    sup = report["supervisor"]
+    assert sup["outcome"] == "killed_after_sigterm"
+    assert sup["job_close_timeout_s"] == 5.0
+    times = sup["rung_times_ms"]
+    assert times["ended"] - times["close_requested"] <= (5.0 + 1.0) * 1000

@@ -28,6 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--synthetic", type=int, metavar="N", help="N concurrent synthetic calls")
     p.add_argument("--synthetic-total", type=int, default=None, help="stop after this many")
     p.add_argument("--call-seconds", type=float, default=3.0, help="synthetic call length")
+    p.add_argument(
+        "--synthetic-script", metavar="JSON", help="synthetic calls' turns and LLM script"
+    )
     p.add_argument("--log-format", choices=["text", "json"], default="text")
 
 
@@ -58,11 +61,14 @@ async def _main(args: argparse.Namespace) -> int:
     # Imported here: `voxlane --help` and the other commands need none of the worker.
     from voxlane.core.supervision import LadderConfig
     from voxlane.worker.metrics import MetricsServer, WorkerMetrics
-    from voxlane.worker.synthetic import SyntheticCallSource
+    from voxlane.worker.synthetic import SyntheticCallSource, load_template
     from voxlane.worker.worker import Worker, WorkerConfig
 
     source = SyntheticCallSource(
-        concurrency=args.synthetic, total=args.synthetic_total, call_seconds=args.call_seconds
+        concurrency=args.synthetic,
+        total=args.synthetic_total,
+        call_seconds=args.call_seconds,
+        template=load_template(args.synthetic_script) if args.synthetic_script else None,
     )
     config = WorkerConfig(
         agent_file=Path(args.agent_file),

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from voxlane.aio.clock import Clock
@@ -36,13 +37,31 @@ TURN_TIMEOUT = 10.0
 _ids = itertools.count(1)
 
 
+def _next_id() -> str:
+    return f"call_{next(_ids):05d}"
+
+
+def load_template(path: str) -> SyntheticCall:
+    """A call template from a JSON file: ``{"turns": [str], "llm": [{"text": str,
+    "tool_calls": [[name, {args}]]}], "metadata": {}}`` (each key optional)."""
+    with open(path) as f:
+        obj = json.load(f)
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    return SyntheticCall(
+        turns=tuple(obj.get("turns", DEFAULT_TURNS)),
+        llm=tuple(obj.get("llm", DEFAULT_LLM)),
+        metadata=dict(obj.get("metadata", {})),
+    )
+
+
 @dataclass(frozen=True, kw_only=True)
 class SyntheticCall:
     """One synthetic call (implements ``Call``). ``llm``: scripted LLM rounds, each
     ``{"text": str, "tool_calls": [[name, {args}]]}``; ``metadata`` reaches
     ``JobContext.metadata`` in the job."""
 
-    call_id: str = field(default_factory=lambda: f"call_{next(_ids):05d}")
+    call_id: str = field(default_factory=_next_id)
     hangup_after: float = 3.0
     turns: tuple[str, ...] = DEFAULT_TURNS
     llm: tuple[dict[str, Any], ...] = DEFAULT_LLM
@@ -66,8 +85,8 @@ class SyntheticCallSource:
     ``calls``: offer exactly these, at most ``concurrency`` at a time (None: all at once),
     each after a pause of ``gap`` seconds, then return once each has ended or was rejected.
     Otherwise: keep ``concurrency`` calls up, each lasting ``call_seconds``, until ``total``
-    calls were offered (None: until cancelled); a rejected offer is retried after
-    ``redial_interval``.
+    calls were offered (None: until cancelled), each like ``template`` (turns, LLM script,
+    metadata); a rejected offer is retried after ``redial_interval``.
     """
 
     def __init__(
@@ -77,12 +96,14 @@ class SyntheticCallSource:
         concurrency: int | None = None,
         total: int | None = None,
         gap: float = 0.0,
+        template: SyntheticCall | None = None,
         call_seconds: float = 3.0,
         redial_interval: float = 0.2,
     ) -> None:
         self._calls = list(calls) if calls is not None else None
         self.concurrency = concurrency
         self.gap = gap
+        self.template = template or SyntheticCall()
         self.total = total
         self.call_seconds = call_seconds
         self.redial_interval = redial_interval
@@ -111,7 +132,8 @@ class SyntheticCallSource:
             if len(self._active) >= limit:
                 await self._wait_wake(1.0)
                 continue
-            if not self._offer(sink, SyntheticCall(hangup_after=self.call_seconds)):
+            call = replace(self.template, call_id=_next_id(), hangup_after=self.call_seconds)
+            if not self._offer(sink, call):
                 await asyncio.sleep(self.redial_interval)  # busy: the network redials later
         while self._active:
             await self._wait_wake(1.0)
