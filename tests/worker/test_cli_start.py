@@ -151,3 +151,39 @@ def test_loop_blocking_tool_is_killed_within_the_default_close_timeout(tmp_path:
     assert sup["job_close_timeout_s"] == 5.0
     times = sup["rung_times_ms"]
     assert times["ended"] - times["close_requested"] <= (5.0 + 1.0) * 1000
+
+
+def _alive(pid: int) -> bool:
+    """Running (not gone, not a zombie waiting for an adoptive parent to reap it)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+def test_job_processes_end_when_the_worker_is_killed(tmp_path: Path) -> None:
+    """No orphans: a SIGKILLed worker's job processes see EOF on their channel and end."""
+    proc = _start(tmp_path, "--call-seconds", "60", "--prewarm", "1")
+    try:
+        port = int(_line(proc, 30)["metrics_port"])
+        _wait_active(proc, port, CALLS, 20)
+        children = [
+            int(p)
+            for task in Path(f"/proc/{proc.pid}/task").iterdir()
+            for p in (task / "children").read_text().split()
+        ]
+        assert len(children) >= CALLS
+        proc.kill()
+        proc.wait(5)
+        deadline = time.monotonic() + 6.0
+        while time.monotonic() < deadline and any(_alive(p) for p in children):
+            time.sleep(0.1)
+        left = [p for p in children if _alive(p)]
+        for pid in left:
+            os.kill(pid, signal.SIGKILL)
+        assert not left, f"job processes outlived their worker: {left}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
