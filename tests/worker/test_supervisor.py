@@ -140,3 +140,12 @@ async def test_garbled_channel_ends_the_job_through_the_ladder(tmp_path: Path) -
     assert sup["close_requests"] == ["protocol_error"]
     assert sup["outcome"] in ("closed", "killed_after_sigterm")
     assert source.ended["garbled"].value == sup["outcome"]
+
+
+async def test_tools_see_their_job_context(tmp_path: Path) -> None:
+    calls = [SyntheticCall(call_id="me", hangup_after=1.5, turns=(), llm=(tool_call("whoami"),))]
+    worker, _ = make_worker(tmp_path, calls)
+    assert await run_bounded(worker, 15.0) == 0
+    report = read_report(tmp_path, "me")
+    assert report["supervisor"]["outcome"] == "closed"
+    assert [m["text"] for m in report["history"] if m["role"] == "tool"] == ["me"]

@@ -139,6 +139,9 @@ async def _run_job(
     _IDS.job_id, _IDS.session_id = start.job_id, call.session.id
     ctx = JobContext(start.job_id, call.room, metadata=spec.get("metadata"))
     ctx.make_current()
+    # Session tasks (hooks, tools) run in copies of the session's own context, made when it
+    # was built: make the job current there too, so current_job_context() works in tools.
+    call.session.task_context.run(ctx.make_current)
     requests: list[str] = []
     loop = asyncio.get_running_loop()
     # Owned by this function; never awaited on the way out (the process ends instead).

@@ -10,7 +10,7 @@ import sys
 import time
 
 from voxlane import Agent, RunContext, function_tool
-from voxlane.worker.context import JobContext
+from voxlane.worker.context import JobContext, current_job_context
 
 
 class Misbehaving(Agent):
@@ -46,6 +46,11 @@ class Misbehaving(Agent):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         time.sleep(seconds)  # noqa: ASYNC251 - the misbehaviour under test
         return "blocked"
+
+    @function_tool
+    async def whoami(self, ctx: RunContext) -> str:
+        """The job this tool runs in."""
+        return current_job_context().job_id
 
     @function_tool
     async def garble(self, ctx: RunContext) -> str:
