@@ -111,6 +111,12 @@ def main(argv: list[str] | None = None) -> int:
     sip_cli.add_arguments(sip)
     sip.set_defaults(func=sip_cli.run)
 
+    from voxlane.cli.start import add_arguments, run_start
+
+    start = sub.add_parser("start", help="run a worker: each call in its own job process")
+    add_arguments(start)
+    start.set_defaults(func=run_start)
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s %(message)s")
     return int(args.func(args))

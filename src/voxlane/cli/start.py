@@ -1,0 +1,108 @@
+"""``voxlane start``: run a worker that takes calls, each in its own job process.
+
+The process never waits without a bound on its way out: SIGTERM/SIGINT drains (bounded by
+``--drain-timeout``), a second signal forces, and the event loop is left without awaiting
+abandoned tasks (no ``asyncio.run()`` teardown: DESIGN §2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("agent_file", help="the agent file (create_agent() or one Agent subclass)")
+    p.add_argument("--reports", required=True, help="directory for <job-id>.json reports")
+    p.add_argument("--metrics-port", type=int, default=0, help="/metrics and /healthz port")
+    p.add_argument("--max-jobs", type=int, default=4)
+    p.add_argument("--prewarm", type=int, default=None, help="ready job processes")
+    p.add_argument("--drain-timeout", type=float, default=30.0)
+    p.add_argument("--job-close-timeout", type=float, default=5.0)
+    p.add_argument("--sip", metavar="HOST:PORT", help="take SIP calls (not yet available)")
+    p.add_argument("--synthetic", type=int, metavar="N", help="N concurrent synthetic calls")
+    p.add_argument("--synthetic-total", type=int, default=None, help="stop after this many")
+    p.add_argument("--call-seconds", type=float, default=3.0, help="synthetic call length")
+    p.add_argument(
+        "--synthetic-script", metavar="JSON", help="synthetic calls' turns and LLM script"
+    )
+    p.add_argument("--log-format", choices=["text", "json"], default="text")
+
+
+def run_start(args: argparse.Namespace) -> int:
+    if args.sip:
+        print(
+            "voxlane start: --sip is not yet available (coming with the SIP integration)",
+            file=sys.stderr,
+        )
+        return 2
+    if not args.synthetic:
+        print("voxlane start: choose a call source (--synthetic N)", file=sys.stderr)
+        return 2
+    from voxlane.worker.logs import setup_logging
+
+    setup_logging(getattr(args, "log_level", "WARNING"), args.log_format)
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(_main(args))
+    finally:
+        # No shutdown_asyncgens/shutdown_default_executor (they wait): close() cancels
+        # nothing and returns at once; anything left dies with the process.
+        loop.close()
+        sys.stdout.flush()
+
+
+async def _main(args: argparse.Namespace) -> int:
+    # Imported here: `voxlane --help` and the other commands need none of the worker.
+    from voxlane.core.supervision import LadderConfig
+    from voxlane.worker.metrics import MetricsServer, WorkerMetrics
+    from voxlane.worker.synthetic import SyntheticCallSource, load_template
+    from voxlane.worker.worker import Worker, WorkerConfig
+
+    source = SyntheticCallSource(
+        concurrency=args.synthetic,
+        total=args.synthetic_total,
+        call_seconds=args.call_seconds,
+        template=load_template(args.synthetic_script) if args.synthetic_script else None,
+    )
+    config = WorkerConfig(
+        agent_file=Path(args.agent_file),
+        reports_dir=Path(args.reports),
+        max_jobs=args.max_jobs,
+        prewarm=args.prewarm,
+        drain_timeout=args.drain_timeout,
+        ladder=LadderConfig(job_close_timeout=args.job_close_timeout),
+        stop_when_source_done=args.synthetic_total is not None,
+        log_format=args.log_format,
+    )
+    metrics = WorkerMetrics()
+    worker = Worker(config, source, metrics=metrics)
+    server = MetricsServer(metrics, port=args.metrics_port)
+    port = await server.start()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, worker.stop)
+    _print({"event": "started", "metrics_port": port, "max_jobs": args.max_jobs})
+    try:
+        code = await worker.run()
+    finally:
+        await server.aclose()
+    _print(
+        {
+            "event": "stopped",
+            "jobs": sum(worker.outcomes.values()),
+            "outcomes": dict(worker.outcomes),
+            "rejected": len(source.rejected),
+            "reports": worker.reports_written,
+        }
+    )
+    return code
+
+
+def _print(obj: dict[str, Any]) -> None:
+    print(json.dumps(obj), flush=True)

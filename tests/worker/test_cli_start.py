@@ -1,0 +1,189 @@
+"""``voxlane start`` as a real worker process: SIGTERM drains 5 active calls, a second
+signal forces, reports for all, exit 0; offers during the drain are rejected."""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from voxlane.cli.main import main
+
+from .helpers import AGENT
+
+CALLS = 5
+
+
+def _start(tmp_path: Path, *extra: str) -> subprocess.Popen[str]:
+    cmd = [sys.executable, "-m", "voxlane.cli.main", "start", str(AGENT),
+           "--reports", str(tmp_path / "reports"), "--metrics-port", "0",
+           "--max-jobs", str(CALLS), "--synthetic", str(CALLS), *extra]  # fmt: skip
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=os.environ.copy())
+
+
+def _line(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
+    assert proc.stdout is not None
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    try:
+        if not sel.select(timeout):
+            raise AssertionError("no output from the worker in time")
+        return dict(json.loads(proc.stdout.readline()))
+    finally:
+        sel.close()
+
+
+def _metric(port: int, name: str) -> float:
+    url = f"http://127.0.0.1:{port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        for line in resp.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    return 0.0
+
+
+def _wait_active(proc: subprocess.Popen[str], port: int, n: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _metric(port, "voxlane_active_jobs") == n:
+            return
+        assert proc.poll() is None, "worker exited early"
+        time.sleep(0.1)
+    raise AssertionError(f"never {n} active jobs")
+
+
+def _stop_and_wait(proc: subprocess.Popen[str], timeout: float) -> int:
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+        raise AssertionError(f"worker did not exit within {timeout} s") from None
+
+
+def _reports(tmp_path: Path) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in sorted((tmp_path / "reports").glob("*.json"))]
+
+
+def test_sigterm_drains_active_calls(tmp_path: Path) -> None:
+    drain = 6.0
+    proc = _start(tmp_path, "--call-seconds", "3", "--drain-timeout", str(drain))
+    try:
+        port = int(_line(proc, 30)["metrics_port"])
+        _wait_active(proc, port, CALLS, 20)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        code = _stop_and_wait(proc, drain + 10)
+        elapsed = time.monotonic() - t0
+        stopped = _line(proc, 5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    assert code == 0
+    assert elapsed < drain + 5.0 + 1.0
+    reports = _reports(tmp_path)
+    assert len(reports) == CALLS
+    assert {r["supervisor"]["outcome"] for r in reports} == {"closed"}
+    assert {r["close"]["reason"] for r in reports} == {"participant_disconnected"}
+    assert all(r["close"]["open_connections_after"] == 0 for r in reports)
+    assert stopped["jobs"] == CALLS and stopped["reports"] == CALLS
+    assert stopped["rejected"] >= 1  # the synthetic network redialled while we drained
+
+
+def test_second_signal_forces_at_once(tmp_path: Path) -> None:
+    proc = _start(tmp_path, "--call-seconds", "60", "--drain-timeout", "60")
+    try:
+        port = int(_line(proc, 30)["metrics_port"])
+        _wait_active(proc, port, CALLS, 20)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        code = _stop_and_wait(proc, 15)
+        elapsed = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    assert code == 0
+    assert elapsed < 5.0 + 1.5  # job_close_timeout + slack, not the 60 s drain
+    reports = _reports(tmp_path)
+    assert len(reports) == CALLS
+    assert {r["supervisor"]["outcome"] for r in reports} == {"closed"}
+    assert all(r["supervisor"]["close_requests"] == ["job_shutdown"] for r in reports)
+
+
+def test_sip_is_not_yet_available(tmp_path: Path, capsys: Any) -> None:
+    code = main(["start", str(AGENT), "--reports", str(tmp_path), "--sip", "127.0.0.1:5060"])
+    assert code == 2
+    assert "not yet available" in capsys.readouterr().err
+
+
+def test_loop_blocking_tool_is_killed_within_the_default_close_timeout(tmp_path: Path) -> None:
+    """The acceptance check, end to end: default ``job_close_timeout`` (5 s)."""
+    script = tmp_path / "script.json"
+    script.write_text(
+        json.dumps({"turns": [], "llm": [{"tool_calls": [["block", {"seconds": 60}]]}]})
+    )
+    proc = _start(tmp_path, "--synthetic-script", str(script), "--synthetic-total", "1",
+                  "--call-seconds", "1")  # fmt: skip
+    try:
+        _line(proc, 30)
+        code = _stop_and_wait(proc, 20)
+        stopped = _line(proc, 5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    assert code == 0
+    assert stopped["outcomes"] == {"killed_after_sigterm": 1}
+    (report,) = _reports(tmp_path)
+    sup = report["supervisor"]
+    assert sup["outcome"] == "killed_after_sigterm"
+    assert sup["job_close_timeout_s"] == 5.0
+    times = sup["rung_times_ms"]
+    assert times["ended"] - times["close_requested"] <= (5.0 + 1.0) * 1000
+
+
+def _alive(pid: int) -> bool:
+    """Running (not gone, not a zombie waiting for an adoptive parent to reap it)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+def test_job_processes_end_when_the_worker_is_killed(tmp_path: Path) -> None:
+    """No orphans: a SIGKILLed worker's job processes see EOF on their channel and end."""
+    proc = _start(tmp_path, "--call-seconds", "60", "--prewarm", "1")
+    try:
+        port = int(_line(proc, 30)["metrics_port"])
+        _wait_active(proc, port, CALLS, 20)
+        children = [
+            int(p)
+            for task in Path(f"/proc/{proc.pid}/task").iterdir()
+            for p in (task / "children").read_text().split()
+        ]
+        assert len(children) >= CALLS
+        proc.kill()
+        proc.wait(5)
+        deadline = time.monotonic() + 6.0
+        while time.monotonic() < deadline and any(_alive(p) for p in children):
+            time.sleep(0.1)
+        left = [p for p in children if _alive(p)]
+        for pid in left:
+            os.kill(pid, signal.SIGKILL)
+        assert not left, f"job processes outlived their worker: {left}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
