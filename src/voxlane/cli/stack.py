@@ -38,7 +38,7 @@ def _silero() -> VAD | None:
     if importlib.util.find_spec("onnxruntime") is None:
         return None
     try:
-        from voxlane.providers.silero_vad import SileroVAD  # type: ignore[import-not-found]
+        from voxlane.providers.silero_vad import SileroVAD
     except ImportError:
         return None
     vad: VAD = SileroVAD()
