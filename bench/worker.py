@@ -1,13 +1,18 @@
 """Worker benchmark: job start latency with pre-warmed job processes vs cold, and memory
 per job process (synthetic calls on fake providers, real processes, real clock).
 
-    python bench/worker.py [--calls 6] [--json]
+    python bench/worker.py [--calls 6] [--json] [--no-sip]
 
 Start latency: from the worker accepting the call to the job's first heartbeat (its
 session is running), as recorded in each report's ``supervisor.start_latency_ms``. Calls
 run one at a time, each long enough for the pool to warm a replacement. Memory: the peak
 RSS each job process reports (``job.max_rss_kb``), and the RSS of idle pre-warmed
 processes (``/proc/PID/status``). With ``--json`` exactly one JSON object is printed.
+
+SIP (when ``sipp`` is installed): the real caller dials a worker with a ``SipCallSource``,
+one short call at a time; the latency is INVITE received → 200 OK sent, as the source
+records it (handing the call to a job process, which opens its RTP socket and reports the
+port, is all inside it).
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
+import socket
 import statistics
 import sys
 import tempfile
@@ -23,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from voxlane.core.supervision import LadderConfig
+from voxlane.worker.sip_source import SipCallSource, SipSourceConfig
 from voxlane.worker.synthetic import SyntheticCall, SyntheticCallSource
 from voxlane.worker.worker import Worker, WorkerConfig
 
@@ -79,22 +87,139 @@ async def _mode(prewarm: int, calls: int, reports: Path) -> dict[str, Any]:
     }
 
 
+# A short call: INVITE, 200, ACK, half a second of silence, BYE.
+SHORT_CALL = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="voxlane bench: short call">
+  <send retrans="500"><![CDATA[
+INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag[call_number]
+To: [service] <sip:[service]@[remote_ip]:[remote_port]>
+Call-ID: [call_id]
+CSeq: 1 INVITE
+Contact: sip:sipp@[local_ip]:[local_port]
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0
+a=rtpmap:0 PCMU/8000
+]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="200" rrs="true"/>
+  <send><![CDATA[
+ACK [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+[routes]
+From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag[call_number]
+To: [service] <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 1 ACK
+Max-Forwards: 70
+Content-Length: 0
+]]></send>
+  <pause milliseconds="500"/>
+  <send retrans="500"><![CDATA[
+BYE [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+[routes]
+From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag[call_number]
+To: [service] <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 2 BYE
+Max-Forwards: 70
+Content-Length: 0
+]]></send>
+  <recv response="200"/>
+</scenario>
+"""
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def _sipp_call(scenario: Path, port: int) -> int:
+    proc = await asyncio.create_subprocess_exec(
+        "sipp", "-sf", str(scenario), "-s", "bench", "-i", "127.0.0.1",
+        "-p", str(_free_udp_port()), "-mp", str(_free_udp_port()), "-m", "1",
+        "-timeout", "20s", "-timeout_error", "-nostdin", f"127.0.0.1:{port}",
+        cwd=scenario.parent, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    wait = asyncio.ensure_future(proc.wait())
+    done, _ = await asyncio.wait({wait}, timeout=30)
+    if not done:
+        proc.kill()  # our own sipp, by its PID
+        await asyncio.wait({wait}, timeout=5)
+        return -9
+    return wait.result()
+
+
+def _write_scenario(tmp: Path) -> Path:
+    tmp.mkdir(parents=True)
+    scenario = tmp / "short_call.xml"
+    scenario.write_text(SHORT_CALL)
+    return scenario
+
+
+async def _sip_mode(prewarm: int, calls: int, tmp: Path) -> dict[str, Any]:
+    scenario = _write_scenario(tmp)
+    source = SipCallSource(SipSourceConfig(host="127.0.0.1", port=0))
+    await source.open()
+    config = WorkerConfig(agent_file=AGENT, reports_dir=tmp / "reports", max_jobs=1,
+                          prewarm=prewarm, ladder=LadderConfig(), drain_timeout=5.0)
+    worker = Worker(config, source)
+    run = asyncio.ensure_future(worker.run())
+    codes = []
+    try:
+        await asyncio.sleep(3.0 if prewarm else 0.5)  # the pool warms up
+        for _ in range(calls):
+            codes.append(await _sipp_call(scenario, source.port))
+            await asyncio.sleep(1.5 if prewarm else 0.2)  # the pool refills
+    finally:
+        worker.stop()
+        await asyncio.wait({run}, timeout=20)
+    lat = list(source.answer_latency_ms)
+    if len(lat) != calls or any(codes):
+        raise SystemExit(f"SIP calls failed: sipp exit codes {codes}, {len(lat)} answered")
+    return {
+        "prewarm": prewarm,
+        "calls": calls,
+        "outcomes": sorted({o.value for o in source.ended.values()}),
+        "invite_to_200_ms_p50": round(statistics.median(lat), 1),
+        "invite_to_200_ms_max": round(max(lat), 1),
+    }
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         warm = await _mode(1, args.calls, Path(tmp) / "warm")
         cold = await _mode(0, args.calls, Path(tmp) / "cold")
-    return {
-        "python": sys.version.split()[0],
-        "cpus": os.cpu_count(),
-        "prewarmed": warm,
-        "cold": cold,
-    }
+        result: dict[str, Any] = {
+            "python": sys.version.split()[0],
+            "cpus": os.cpu_count(),
+            "prewarmed": warm,
+            "cold": cold,
+        }
+        if args.sip and shutil.which("sipp"):
+            result["sip_prewarmed"] = await _sip_mode(1, args.calls, Path(tmp) / "sip_warm")
+            result["sip_cold"] = await _sip_mode(0, args.calls, Path(tmp) / "sip_cold")
+    return result
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--calls", type=int, default=6)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--no-sip", dest="sip", action="store_false", help="skip the SIP part")
     args = p.parse_args()
     loop = asyncio.new_event_loop()
     result = loop.run_until_complete(main_async(args))
@@ -107,6 +232,11 @@ def main() -> int:
                 f"{mode:>9}: start p50 {r['start_ms_p50']} ms, max {r['start_ms_max']} ms; "
                 f"job peak RSS {r['job_peak_rss_mb_mean']} MB; idle RSS {r['idle_rss_mb_mean']} MB"
             )
+        for mode in ("sip_prewarmed", "sip_cold"):
+            if mode in result:
+                r = result[mode]
+                print(f"{mode:>13}: INVITE → 200 OK p50 {r['invite_to_200_ms_p50']} ms, "
+                      f"max {r['invite_to_200_ms_max']} ms ({r['outcomes']})")
     return 0
 
 

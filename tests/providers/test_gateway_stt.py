@@ -93,6 +93,7 @@ async def test_idle_closes_while_live_are_free_and_lazy() -> None:
     """A caller silent for long stretches (no audio at all): the server idles the session
     out (2007) again and again; each time the stream reconnects only when audio comes
     back, spending no retry budget, and recognition still works afterwards."""
+    idle_before = LEDGER.reconnects["stt:idle"]
     async with gateway(idle_timeout_s=0.3) as server:
         stream = stt_for(server, phrases=PHRASES, max_retries=1).stream()
         reader = asyncio.ensure_future(finals_of(stream))
@@ -105,6 +106,7 @@ async def test_idle_closes_while_live_are_free_and_lazy() -> None:
         finals = await asyncio.wait_for(reader, 20)
         await stream.aclose()
         assert stream.stats.reconnects == {"retry": 0, "idle": 5}
+        assert LEDGER.reconnects["stt:idle"] - idle_before == 5  # what /metrics reports
         assert words(finals[-1]) == words(PHRASES[2])
         assert len(server.connection_log) == 6
 

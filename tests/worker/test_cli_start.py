@@ -3,6 +3,7 @@ signal forces, reports for all, exit 0; offers during the drain are rejected."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import selectors
@@ -10,10 +11,14 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from sip.sipp import HAVE_SIPP, HOST, prepare_workdir, run_sipp
 from voxlane.cli.main import main
 
 from .helpers import AGENT
@@ -47,6 +52,14 @@ def _metric(port: int, name: str) -> float:
             if line.startswith(name + " "):
                 return float(line.split()[1])
     return 0.0
+
+
+def _healthz(port: int) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
 
 
 def _wait_active(proc: subprocess.Popen[str], port: int, n: int, timeout: float) -> None:
@@ -121,10 +134,57 @@ def test_second_signal_forces_at_once(tmp_path: Path) -> None:
     assert all(r["supervisor"]["close_requests"] == ["job_shutdown"] for r in reports)
 
 
-def test_sip_is_not_yet_available(tmp_path: Path, capsys: Any) -> None:
-    code = main(["start", str(AGENT), "--reports", str(tmp_path), "--sip", "127.0.0.1:5060"])
-    assert code == 2
-    assert "not yet available" in capsys.readouterr().err
+@pytest.mark.parametrize(
+    "args",
+    [[], ["--sip", "127.0.0.1:5060", "--synthetic", "1"], ["--sip", "nowhere"],
+     ["--sip", "127.0.0.1:0", "--rtp-ports", "a-b"]],
+)
+def test_start_needs_exactly_one_valid_call_source(
+    tmp_path: Path, capsys: Any, args: list[str]
+) -> None:
+    assert main(["start", str(AGENT), "--reports", str(tmp_path), *args]) == 2
+    assert "voxlane start:" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not HAVE_SIPP, reason="sipp (sip-tester) not installed")
+def test_sip_calls_through_voxlane_start(tmp_path: Path) -> None:
+    """``voxlane start --sip``: a real sipp call mid-reply hangup, then SIGTERM; the call's
+    job reports a clean close, /metrics counts it, the worker exits 0."""
+    (tmp_path / "sipp").mkdir()
+    workdir = prepare_workdir(tmp_path / "sipp")
+    cmd = [sys.executable, "-m", "voxlane.cli.main", "start", str(AGENT),
+           "--reports", str(tmp_path / "reports"), "--metrics-port", "0", "--max-jobs", "2",
+           "--sip", f"{HOST}:0", "--rtp-timeout", "5"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=os.environ.copy())
+    try:
+        started = _line(proc, 30)
+        sip_port = int(started["sip"].rpartition(":")[2])
+        metrics_port = int(started["metrics_port"])
+        deadline = time.monotonic() + 20
+        while _healthz(metrics_port) != 200:  # the job pool is warm: calls are taken
+            assert time.monotonic() < deadline and proc.poll() is None, "never ready"
+            time.sleep(0.1)
+        result = asyncio.run(run_sipp(workdir, "uac_bye_mid_reply.xml", sip_port))
+        deadline = time.monotonic() + 5
+        while _metric(metrics_port, 'voxlane_jobs_total{outcome="closed"}') < 1:
+            assert time.monotonic() < deadline, "the call's job never ended"
+            time.sleep(0.1)
+        assert _metric(metrics_port, "voxlane_open_provider_connections") == 0
+        proc.send_signal(signal.SIGTERM)
+        code = _stop_and_wait(proc, 15)
+        stopped = _line(proc, 5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    assert result.returncode == 0, result.errors or result.stdout
+    assert code == 0
+    assert stopped["outcomes"] == {"closed": 1}
+    (report,) = _reports(tmp_path)
+    assert report["close"]["reason"] == "participant_disconnected"
+    assert report["close"]["open_connections_after"] == 0
+    assert report["sip"]["rtp"]["loud_packets_out"] > 25
+    assert report["job"]["pid"] != proc.pid
 
 
 def test_loop_blocking_tool_is_killed_within_the_default_close_timeout(tmp_path: Path) -> None:

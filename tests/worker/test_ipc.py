@@ -9,6 +9,7 @@ import pytest
 
 from voxlane.worker.ipc import (
     HEADER,
+    CallEvent,
     CloseRequest,
     Decoder,
     Heartbeat,
@@ -26,6 +27,8 @@ MESSAGES: list[Message] = [
     Ready(pid=123),
     StartJob("job_1", {"kind": "synthetic", "turns": ["hi"]}),
     Heartbeat(7),
+    Heartbeat(8, open_connections=2, reconnects={"stt:idle": 1}),
+    CallEvent("media_ready", {"port": 40000}),
     ParticipantDisconnected("hangup"),
     CloseRequest("job_shutdown"),
     JobReport({"session_id": "s", "close": {"reason": "x"}, "history": []}),
@@ -87,3 +90,4 @@ def test_codec_module_does_not_import_asyncio() -> None:
     code = "import sys, voxlane.worker.ipc; print('asyncio' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+

@@ -9,6 +9,7 @@ by the session, so streams opened by any of its tasks are counted under it.
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
@@ -37,6 +38,12 @@ class ResourceLedger:
         self._open: dict[int, LedgerEntry] = {}
         self._ids = itertools.count(1)
         self.opened_total = 0
+        self.reconnects: Counter[str] = Counter()
+        """Provider reconnects in this process, by class (``retry``, ``idle``)."""
+
+    def note_reconnect(self, kind: str, action: str) -> None:
+        """A ``kind`` provider (e.g. ``"stt"``) reconnects; ``action`` is its class."""
+        self.reconnects[f"{kind}:{action}"] += 1
 
     def open(self, kind: str, label: str, *, session_id: str | None = None) -> LedgerEntry:
         """Record a connection as open. ``session_id`` defaults to the current session's."""

@@ -24,26 +24,35 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prewarm", type=int, default=None, help="ready job processes")
     p.add_argument("--drain-timeout", type=float, default=30.0)
     p.add_argument("--job-close-timeout", type=float, default=5.0)
-    p.add_argument("--sip", metavar="HOST:PORT", help="take SIP calls (not yet available)")
+    p.add_argument("--sip", metavar="HOST:PORT", help="take SIP calls on this UDP address")
+    p.add_argument("--rtp-ports", default=None, metavar="LOW-HIGH",
+                   help="RTP port range of the job processes (default: ephemeral ports)")
+    p.add_argument("--rtp-timeout", type=float, default=10.0,
+                   help="seconds without RTP after which a SIP caller is gone")
+    p.add_argument("--allow", action="append", default=None, metavar="CIDR",
+                   help="accept SIP calls only from these sources (repeatable)")
     p.add_argument("--synthetic", type=int, metavar="N", help="N concurrent synthetic calls")
     p.add_argument("--synthetic-total", type=int, default=None, help="stop after this many")
     p.add_argument("--call-seconds", type=float, default=3.0, help="synthetic call length")
     p.add_argument(
-        "--synthetic-script", metavar="JSON", help="synthetic calls' turns and LLM script"
+        "--script", "--synthetic-script", dest="script", metavar="JSON",
+        help="the calls' LLM script (fake providers) and synthetic callers' turns",
     )
     p.add_argument("--log-format", choices=["text", "json"], default="text")
 
 
 def run_start(args: argparse.Namespace) -> int:
+    if bool(args.sip) == bool(args.synthetic):
+        print("voxlane start: choose one call source (--sip HOST:PORT or --synthetic N)",
+              file=sys.stderr)
+        return 2
     if args.sip:
-        print(
-            "voxlane start: --sip is not yet available (coming with the SIP integration)",
-            file=sys.stderr,
-        )
-        return 2
-    if not args.synthetic:
-        print("voxlane start: choose a call source (--synthetic N)", file=sys.stderr)
-        return 2
+        try:
+            _host_port(args.sip)
+            _port_range(args.rtp_ports)
+        except ValueError as exc:
+            print(f"voxlane start: {exc}", file=sys.stderr)
+            return 2
     from voxlane.worker.logs import setup_logging
 
     setup_logging(getattr(args, "log_level", "WARNING"), args.log_format)
@@ -61,15 +70,37 @@ async def _main(args: argparse.Namespace) -> int:
     # Imported here: `voxlane --help` and the other commands need none of the worker.
     from voxlane.core.supervision import LadderConfig
     from voxlane.worker.metrics import MetricsServer, WorkerMetrics
+    from voxlane.worker.sip_source import SipCallSource, SipSourceConfig
+    from voxlane.worker.source import CallSource
     from voxlane.worker.synthetic import SyntheticCallSource, load_template
     from voxlane.worker.worker import Worker, WorkerConfig
 
-    source = SyntheticCallSource(
-        concurrency=args.synthetic,
-        total=args.synthetic_total,
-        call_seconds=args.call_seconds,
-        template=load_template(args.synthetic_script) if args.synthetic_script else None,
-    )
+    template = load_template(args.script) if args.script else None
+    source: CallSource
+    started: dict[str, Any] = {}
+    if args.sip:
+        host, port = _host_port(args.sip)
+        sip = SipCallSource(SipSourceConfig(
+            host=host, port=port, rtp_port_range=_port_range(args.rtp_ports),
+            rtp_timeout_s=args.rtp_timeout,
+            allowed_sources=tuple(args.allow) if args.allow else None,
+            llm=template.llm if template is not None else None,
+            metadata=dict(template.metadata) if template is not None else {},
+        ))
+        try:
+            await sip.open()
+        except OSError as exc:
+            print(f"voxlane start: cannot listen on {args.sip}: {exc}", file=sys.stderr)
+            return 2
+        started["sip"] = f"{sip.host}:{sip.port}"
+        source = sip
+    else:
+        source = SyntheticCallSource(
+            concurrency=args.synthetic,
+            total=args.synthetic_total,
+            call_seconds=args.call_seconds,
+            template=template,
+        )
     config = WorkerConfig(
         agent_file=Path(args.agent_file),
         reports_dir=Path(args.reports),
@@ -87,7 +118,7 @@ async def _main(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)
-    _print({"event": "started", "metrics_port": port, "max_jobs": args.max_jobs})
+    _print({"event": "started", "metrics_port": port, "max_jobs": args.max_jobs, **started})
     try:
         code = await worker.run()
     finally:
@@ -97,11 +128,27 @@ async def _main(args: argparse.Namespace) -> int:
             "event": "stopped",
             "jobs": sum(worker.outcomes.values()),
             "outcomes": dict(worker.outcomes),
-            "rejected": len(source.rejected),
+            "rejected": len(getattr(source, "rejected", ())),
             "reports": worker.reports_written,
         }
     )
     return code
+
+
+def _host_port(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"--sip takes HOST:PORT, not {value!r}")
+    return host, int(port)
+
+
+def _port_range(value: str | None) -> tuple[int, int] | None:
+    if not value:
+        return None
+    low, _, high = value.partition("-")
+    if not low.isdigit() or not (high or low).isdigit():
+        raise ValueError(f"--rtp-ports takes LOW-HIGH, not {value!r}")
+    return int(low), int(high or low)
 
 
 def _print(obj: dict[str, Any]) -> None:

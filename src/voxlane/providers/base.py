@@ -33,6 +33,10 @@ class ProviderStream:
         if self._entry is None or self._entry.released:
             self._entry = self._ledger.open(self.kind, self.label)
 
+    def _note_reconnect(self, action: str) -> None:
+        """Count a reconnect of this stream by its class (``retry``, ``idle``)."""
+        self._ledger.note_reconnect(self.kind, action)
+
     def _mark_released(self) -> None:
         if self._entry is not None:
             self._entry.release()

@@ -238,6 +238,7 @@ class GatewaySTTStream(STTStream):
                     break
                 if action is RetryAction.IDLE:
                     self.stats.reconnects["idle"] += 1
+                    self._note_reconnect("idle")
                     if not await self._wait_for_audio():
                         break
                     continue
@@ -248,6 +249,7 @@ class GatewaySTTStream(STTStream):
                     )
                     break
                 self.stats.reconnects["retry"] += 1
+                self._note_reconnect("retry")
                 self.state = StreamState.BACKOFF
                 delay = self._opts.backoff.delay(self._budget.used, self._rand())
                 # Sleep, but wake at once if input ends: nothing is reconnected after that.

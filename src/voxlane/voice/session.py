@@ -49,6 +49,7 @@ from voxlane.voice.input import UserInput
 from voxlane.voice.io import AudioOutput
 from voxlane.voice.report import TeardownReport, Usage, session_report
 from voxlane.voice.speech import SpeechHandle
+from voxlane.voice.tracing import SessionTracer, trace_session
 
 log = logging.getLogger("voxlane.session")
 
@@ -119,6 +120,8 @@ class AgentSession(EventEmitter):
         self._force_close = asyncio.Event()
         self._close_requested = asyncio.Event()
         self.close_event: CloseEvent | None = None
+        self.tracing: SessionTracer | None = None
+        """OpenTelemetry spans of this session, when OpenTelemetry is installed."""
 
     # -- read-only state -------------------------------------------------------------------
     @property
@@ -188,6 +191,7 @@ class AgentSession(EventEmitter):
         if self.state in (SessionState.CLOSING, SessionState.CLOSED):
             raise SessionClosedError("session is closed")
         self._machine.fire(SessionEvent.START)
+        self.tracing = trace_session(self)
         self._context.run(self._start_sync, agent, room, close_on_disconnect, audio_output)
         await asyncio.sleep(0)  # let on_enter begin, so start() is a real scheduling point
         if self.state is SessionState.STARTING:

@@ -7,7 +7,7 @@ messages. Garbage, an unknown type or a frame over ``max_frame`` raises ``IPCPro
 and the decoder is then unusable (the stream has lost its framing: close it).
 
 Worker → job: ``StartJob``, ``ParticipantDisconnected``, ``CloseRequest``.
-Job → worker: ``Ready``, ``Heartbeat``, ``JobReport``, ``JobExited``.
+Job → worker: ``Ready``, ``Heartbeat``, ``CallEvent``, ``JobReport``, ``JobExited``.
 """
 
 from __future__ import annotations
@@ -47,10 +47,13 @@ class StartJob:
 @dataclass(frozen=True)
 class Heartbeat:
     """Sent from the job's event loop: a blocked loop stops sending them. Carries the job's
-    count of open provider connections (resource ledger), for the worker's metrics."""
+    count of open provider connections and of reconnects (resource ledger), for the
+    worker's metrics."""
 
     seq: int
     open_connections: int = 0
+    reconnects: dict[str, int] = field(default_factory=dict)
+    """The job's provider reconnects so far, by ``kind:class`` (e.g. ``stt:idle``)."""
     type: str = field(default="heartbeat", init=False)
 
 
@@ -71,6 +74,16 @@ class CloseRequest:
 
 
 @dataclass(frozen=True)
+class CallEvent:
+    """Something the call's source must act on, from the job (SIP: ``"media_ready"`` with
+    the job's RTP port, so the worker can answer 200 OK). ``data`` is JSON-able."""
+
+    name: str
+    data: dict[str, Any] = field(default_factory=dict)
+    type: str = field(default="call_event", init=False)
+
+
+@dataclass(frozen=True)
 class JobReport:
     """The DESIGN §8 session report, plus what the job adds (e.g. shutdown callbacks)."""
 
@@ -87,7 +100,14 @@ class JobExited:
 
 
 Message = (
-    Ready | StartJob | Heartbeat | ParticipantDisconnected | CloseRequest | JobReport | JobExited
+    Ready
+    | StartJob
+    | Heartbeat
+    | ParticipantDisconnected
+    | CloseRequest
+    | CallEvent
+    | JobReport
+    | JobExited
 )
 _TYPES: dict[str, type[Any]] = {
     "ready": Ready,
@@ -95,6 +115,7 @@ _TYPES: dict[str, type[Any]] = {
     "heartbeat": Heartbeat,
     "participant_disconnected": ParticipantDisconnected,
     "close_request": CloseRequest,
+    "call_event": CallEvent,
     "job_report": JobReport,
     "job_exited": JobExited,
 }

@@ -1,12 +1,14 @@
 """The job process: ``python -m voxlane.worker.job --fd N --agent FILE``.
 
 Lifecycle: import everything and load the agent file (pre-warm), send ``Ready``, wait for
-``StartJob``; build the call's room, run an ``AgentSession`` with the user's agent, send
-heartbeats from the event loop (a blocked loop stops them: the supervisor notices), forward
-``ParticipantDisconnected``/``CloseRequest`` to the room/session; when the session has
-closed, run the shutdown callbacks (bounded), send ``JobReport`` then ``JobExited`` and end
-the process with ``os._exit`` — never through ``asyncio.run()``'s teardown, which would
-wait for every abandoned task (DESIGN §2).
+``StartJob``; build the call (by its kind: synthetic, or SIP with the job's own RTP
+socket, whose port goes to the worker in a ``CallEvent``); run an ``AgentSession`` with the
+user's agent; send heartbeats from the event loop (a blocked loop stops them: the
+supervisor notices); forward ``ParticipantDisconnected``/``CloseRequest`` to the
+room/session. When the session has closed: release the call's media, run the shutdown
+callbacks (bounded), send ``JobReport`` then ``JobExited`` and end the process with
+``os._exit`` — never through ``asyncio.run()``'s teardown, which would wait for every
+abandoned task (DESIGN §2).
 
 SIGINT is ignored (a terminal's Ctrl-C reaches the whole process group; the worker decides);
 SIGTERM keeps its default action, so the supervisor's SIGTERM ends a job even when its loop
@@ -27,13 +29,17 @@ import sys
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, Protocol
 
-from voxlane.aio.clock import DEFAULT_CLOCK
+from voxlane.aio.clock import DEFAULT_CLOCK, Clock
 from voxlane.aio.ledger import LEDGER
 from voxlane.cli.loader import load_agent_factory
+from voxlane.transports.base import Room
 from voxlane.voice.agent import Agent
+from voxlane.voice.session import AgentSession
 from voxlane.worker.context import JobContext
 from voxlane.worker.ipc import (
+    CallEvent,
     CloseRequest,
     Decoder,
     Heartbeat,
@@ -46,7 +52,8 @@ from voxlane.worker.ipc import (
     encode,
 )
 from voxlane.worker.logs import JobIdsFilter, setup_logging
-from voxlane.worker.synthetic import SyntheticJob, build_synthetic_call
+from voxlane.worker.sip_job import open_sip_job
+from voxlane.worker.synthetic import build_synthetic_call
 
 log = logging.getLogger("voxlane.job")
 _IDS = JobIdsFilter()
@@ -94,6 +101,46 @@ class _Channel:
             t.cancel()
 
 
+class JobCall(Protocol):
+    """One call inside the job process, whatever its kind (synthetic, SIP)."""
+
+    @property
+    def room(self) -> Room: ...
+    @property
+    def session(self) -> AgentSession: ...
+
+    def ready_event(self) -> tuple[str, dict[str, Any]] | None:
+        """A ``CallEvent`` for the worker once the call is built (SIP: the RTP port)."""
+        ...
+
+    def hang_up(self, reason: str) -> None:
+        """The worker says the caller left."""
+        ...
+
+    async def run(self) -> None:
+        """What the call does beside the session (a synthetic caller; SIP: its time bound).
+        Cancelled once the session has closed."""
+        ...
+
+    async def aclose(self, deadline: float) -> None:
+        """Release the call's own resources (SIP: the RTP socket); bounded by ``deadline``."""
+        ...
+
+    def report_extra(self) -> dict[str, Any]:
+        """Keys added to the session report (SIP: a ``"sip"`` block)."""
+        ...
+
+
+async def build_call(spec: dict[str, Any], clock: Clock, session_id: str) -> JobCall:
+    """The job side of a call source's spec, chosen by its ``"kind"``."""
+    kind = spec.get("kind")
+    if kind == "synthetic":
+        return build_synthetic_call(spec, clock, session_id)
+    if kind == "sip":
+        return await open_sip_job(spec, clock, session_id)
+    raise ValueError(f"unknown call kind {kind!r}")
+
+
 def _make_agent(factory: Callable[..., Agent], ctx: JobContext) -> Agent:
     """``create_agent(ctx)`` if the factory takes an argument, else ``create_agent()``."""
     try:
@@ -110,11 +157,11 @@ async def _heartbeats(channel: _Channel, interval: float) -> None:
     seq = 0
     while True:
         seq += 1
-        channel.send(Heartbeat(seq, LEDGER.count_open()))
+        channel.send(Heartbeat(seq, LEDGER.count_open(), dict(LEDGER.reconnects)))
         await asyncio.sleep(interval)
 
 
-async def _commands(channel: _Channel, call: SyntheticJob, requests: list[str]) -> None:
+async def _commands(channel: _Channel, call: JobCall, requests: list[str]) -> None:
     """Worker → job messages while the call runs. EOF: the worker is gone, end the call."""
     while True:
         m = await channel.receive()
@@ -133,9 +180,7 @@ async def _run_job(
     channel: _Channel, start: StartJob, factory: Callable[..., Agent], args: argparse.Namespace
 ) -> int:
     spec = start.spec
-    if spec.get("kind") != "synthetic":
-        raise ValueError(f"unknown call kind {spec.get('kind')!r}")
-    call = build_synthetic_call(spec, DEFAULT_CLOCK, session_id=f"sess_{start.job_id}")
+    call = await build_call(spec, DEFAULT_CLOCK, session_id=f"sess_{start.job_id}")
     _IDS.job_id, _IDS.session_id = start.job_id, call.session.id
     ctx = JobContext(start.job_id, call.room, metadata=spec.get("metadata"))
     ctx.make_current()
@@ -146,24 +191,30 @@ async def _run_job(
     loop = asyncio.get_running_loop()
     # Owned by this function; never awaited on the way out (the process ends instead).
     tasks = [loop.create_task(_heartbeats(channel, args.heartbeat_interval), name="job/heartbeats")]
+    ready = call.ready_event()
+    if ready is not None:  # first: the worker answers the caller on it (SIP 200 OK)
+        channel.send(CallEvent(*ready))
     await call.session.start(_make_agent(factory, ctx), room=call.room)
     # Commands are read once the session runs: a close request then closes a started
     # session (until then they wait in the socket buffer).
     tasks.append(loop.create_task(_commands(channel, call, requests), name="job/commands"))
-    tasks.append(loop.create_task(call.run_caller(), name="job/caller"))
+    tasks.append(loop.create_task(call.run(), name="job/call"))
     # No deadline here on purpose: a call lasts as long as the caller stays. The supervisor
     # in the worker bounds this process (close request → SIGTERM → SIGKILL).
     await call.session.wait_closed()
-    tasks[-1].cancel()  # the caller
+    tasks[-1].cancel()  # the call's own task
+    await call.aclose(DEFAULT_CLOCK.now() + 1.0)
     shutdown_deadline = DEFAULT_CLOCK.now() + args.shutdown_timeout
     callbacks = await ctx.run_shutdown_callbacks(shutdown_deadline)
     report = call.session.report_dict()
+    report.update(call.report_extra())
     report["job"] = {
         "job_id": start.job_id,
         "pid": os.getpid(),
         "close_requests": requests,
         "shutdown_callbacks": [c.to_dict() for c in callbacks],
         "max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "reconnects": dict(LEDGER.reconnects),
     }
     channel.send(JobReport(report))
     for task in tasks:

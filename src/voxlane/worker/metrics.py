@@ -49,14 +49,32 @@ class WorkerMetrics:
         self.kills = Counter(
             "voxlane_supervisor_kills", "Job processes ended by a signal", ["rung"], registry=r
         )
+        self.reconnects = Counter(
+            "voxlane_provider_reconnects",
+            "Provider reconnects in ended jobs, by provider kind and class (retry, idle)",
+            ["kind", "class"],
+            registry=r,
+        )
         self.accepted = Counter("voxlane_calls_accepted", "Calls accepted", registry=r)
         self.rejected = Counter("voxlane_calls_rejected", "Calls rejected", ["reason"], registry=r)
-        self.healthy = True
+        self.healthy = False
+        """``/healthz`` answers 200 while True: the worker takes calls (pool warm, not
+        stopping), 503 otherwise."""
 
     def record_job(
-        self, outcome: str, close_duration_s: float | None, report: dict[str, Any] | None
+        self,
+        outcome: str,
+        close_duration_s: float | None,
+        report: dict[str, Any] | None,
+        reconnects: dict[str, int] | None = None,
     ) -> None:
+        """One ended job. ``reconnects``: its provider reconnects by ``kind:class`` (from
+        its report, or its last heartbeat when it could not report)."""
         self.jobs.labels(outcome).inc()
+        for key, count in (reconnects or {}).items():
+            kind, _, action = key.partition(":")
+            if isinstance(count, int) and count > 0:
+                self.reconnects.labels(kind, action or "unknown").inc(count)
         if outcome == "killed_after_sigterm":
             self.kills.labels("sigterm").inc()
         elif outcome == "killed_after_sigkill":

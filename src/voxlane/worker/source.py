@@ -7,6 +7,8 @@ became of each call, so the source can answer the network:
   already called ``source.reject(call, "busy")`` (SIP: answer 503).
 * ``sink.remote_hangup(call_id, reason)``: the caller left (SIP: BYE received); the job's
   room sees a participant disconnect.
+* ``call.job_event(name, data)``: the job tells the source something about the call
+  (SIP: its RTP socket is open on a port → answer 200 OK).
 * ``source.call_ended(call, outcome, report)``: once per accepted call, when its job ended,
   crashed or was killed (SIP: send BYE if the caller is still there).
 
@@ -32,6 +34,11 @@ class Call(Protocol):
 
     def job_spec(self) -> dict[str, Any]:
         """A JSON-able description the job process builds its room from (``"kind"`` key)."""
+        ...
+
+    def job_event(self, name: str, data: dict[str, Any]) -> None:
+        """The job reported ``name`` (an IPC ``CallEvent``), e.g. SIP's ``"media_ready"``.
+        Synchronous, must not block; calls that expect none ignore it."""
         ...
 
 

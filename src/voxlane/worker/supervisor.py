@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from voxlane.aio.clock import DEFAULT_CLOCK, Clock
 from voxlane.core.supervision import Command, JobOutcome, JobState, Ladder, LadderConfig
 from voxlane.worker.ipc import (
+    CallEvent,
     CloseRequest,
     Heartbeat,
     IPCProtocolError,
@@ -47,7 +49,9 @@ class JobSupervisor:
     could not be, after SIGKILL and ``sigkill_timeout``: recorded as ``reaped: false``).
 
     ``request_close``/``participant_disconnected`` are synchronous and may be called any
-    time, also before ``run`` starts.
+    time, also before ``run`` starts. ``on_call_event`` receives the job's ``CallEvent``s
+    (name, data); an exception it raises is logged and ends the job through the ladder
+    (the call cannot go on without its source).
     """
 
     def __init__(
@@ -57,8 +61,10 @@ class JobSupervisor:
         config: LadderConfig,
         *,
         clock: Clock = DEFAULT_CLOCK,
+        on_call_event: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
         self.job_id = job_id
+        self._on_call_event = on_call_event
         self.process = process
         self.config = config
         self._clock = clock
@@ -67,6 +73,8 @@ class JobSupervisor:
         self.report: dict[str, Any] | None = None
         self.exit_code_sent: int | None = None
         self.open_connections = 0
+        self.reconnects: dict[str, int] = {}
+        """The job's provider reconnects by ``kind:class``, as of its last heartbeat."""
         self.close_reasons: list[str] = []
         self.disconnected: str | None = None
         self.protocol_error: str | None = None
@@ -154,6 +162,9 @@ class JobSupervisor:
                         self.first_heartbeat_at = now  # the job's call is running
                     self.ladder.on_heartbeat(now)
                     self.open_connections = m.open_connections
+                    self.reconnects = m.reconnects
+                elif isinstance(m, CallEvent):
+                    self._call_event(m)
                 elif isinstance(m, JobReport):
                     self.report = m.report
                     self.open_connections = 0
@@ -165,6 +176,15 @@ class JobSupervisor:
                     # for our EOF so that nothing it wrote is lost).
                     self.process.close_channel()
             self._wake.set()
+
+    def _call_event(self, event: CallEvent) -> None:
+        if self._on_call_event is None:
+            return
+        try:
+            self._on_call_event(event.name, event.data)
+        except Exception:
+            log.exception("job %s: call event %r failed", self.job_id, event.name)
+            self._close("call_event_failed")
 
     def _execute(self, commands: list[Command], why: str) -> None:
         for command in commands:
@@ -204,5 +224,6 @@ class JobSupervisor:
             "job_close_timeout_s": self.config.job_close_timeout,
             "prewarmed": self.process.prewarmed,
             "protocol_error": self.protocol_error,
+            "reconnects": dict(self.reconnects),
         }
         return SupervisionResult(self.job_id, outcome, self.report, block, close_duration)

@@ -78,6 +78,9 @@ class SyntheticCall:
             "close_timeout": self.close_timeout,
         }
 
+    def job_event(self, name: str, data: dict[str, Any]) -> None:
+        """Synthetic calls expect no events from their job."""
+
 
 class SyntheticCallSource:
     """Offers synthetic calls to a ``CallSink`` (implements ``CallSource``).
@@ -185,6 +188,15 @@ class SyntheticJob:
     session: AgentSession
     turns: list[str]
 
+    def ready_event(self) -> tuple[str, dict[str, Any]] | None:
+        return None
+
+    async def aclose(self, deadline: float) -> None:
+        """Nothing of its own to release (the room is in-process)."""
+
+    def report_extra(self) -> dict[str, Any]:
+        return {}
+
     def hang_up(self, reason: str) -> None:
         """The caller leaves (the worker told us: remote hangup)."""
         try:
@@ -192,7 +204,7 @@ class SyntheticJob:
         except ValueError:
             self.caller.hang_up(DisconnectReason.HANGUP)
 
-    async def run_caller(self) -> None:
+    async def run(self) -> None:
         """Say each turn once the agent listens; then keep the line open until hung up."""
         idle = asyncio.Event()
 
@@ -213,17 +225,24 @@ class SyntheticJob:
             await self.caller.silence_until(never, 60.0)
 
 
+def fake_replies(script: Sequence[dict[str, Any]]) -> list[FakeReply]:
+    """A spec's LLM script as ``FakeLLM`` replies: each ``{"text": str, "tool_calls":
+    [[name, {args}]], "delay": seconds before the reply starts}`` (each key optional)."""
+    return [
+        FakeReply(
+            text=str(r.get("text", "")),
+            tool_calls=[(str(n), dict(a)) for n, a in r.get("tool_calls", [])],
+            delay=float(r.get("delay", 0.0)),
+        )
+        for r in script
+    ]
+
+
 def build_synthetic_call(spec: dict[str, Any], clock: Clock, session_id: str) -> SyntheticJob:
     """The job side of a synthetic call's spec (see ``SyntheticCall.job_spec``)."""
     room = LocalRoom(str(spec.get("call_id", "synthetic")), clock=clock)
     stt = FakeSTT()
-    replies = [
-        FakeReply(
-            text=str(r.get("text", "")),
-            tool_calls=[(str(n), dict(a)) for n, a in r.get("tool_calls", [])],
-        )
-        for r in spec.get("llm", [])
-    ]
+    replies = fake_replies(spec.get("llm", []))
     session = AgentSession(
         stt=stt,
         vad=FakeVAD(),

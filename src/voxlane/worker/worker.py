@@ -181,6 +181,7 @@ class Worker:
             await self.pool.aclose(timeout=3.0)
             return 1
         source_task = self._owner.spawn(self.source.run(self), name="source")
+        self.metrics.healthy = self._stop_requests == 0  # /healthz: taking calls now
         source_task.add_done_callback(lambda _: self._wake.set())
         try:
             while self._stop_requests == 0 and not self._source_finished(source_task):
@@ -263,7 +264,13 @@ class Worker:
                 block = {"outcome": "crashed", "error": str(exc)}
                 result = SupervisionResult(call.call_id, JobOutcome.CRASHED, None, block)
                 return
-            sup = JobSupervisor(call.call_id, process, self.config.ladder, clock=self._clock)
+            sup = JobSupervisor(
+                call.call_id,
+                process,
+                self.config.ladder,
+                clock=self._clock,
+                on_call_event=call.job_event,
+            )
             job.supervisor = sup
             if job.hangup is not None:
                 sup.participant_disconnected(job.hangup)
@@ -291,7 +298,11 @@ class Worker:
             log.exception("job %s: could not write its report", call.call_id)
         self.outcomes[result.outcome.value] += 1
         self.recent.append(result)
-        self.metrics.record_job(result.outcome.value, result.close_duration_s, result.report)
+        job_block = (result.report or {}).get("job") or {}
+        reconnects = job_block.get("reconnects", result.supervisor.get("reconnects"))
+        self.metrics.record_job(
+            result.outcome.value, result.close_duration_s, result.report, reconnects
+        )
         log.info(
             "job %s ended: %s",
             call.call_id,

@@ -1,0 +1,109 @@
+"""The job side of a SIP call (spec ``"kind": "sip"`` from :class:`.sip_source.SipCall`).
+
+The job process opens the call's RTP socket itself (it owns the call's media: when the job
+is killed, the OS closes the socket), reports the port to the worker (``media_ready``) so
+that the worker answers 200 OK, and runs the session on a :class:`SipRoom`. The call ends
+when the worker says the caller left (BYE/CANCEL), when RTP stops for ``rtp_timeout_s``, when
+the agent closes the session (the worker then sends BYE), or after ``max_call_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from voxlane.aio.clock import Clock
+from voxlane.testing.fakes import FakeLLM, FakeSTT, FakeTTS, FakeVAD
+from voxlane.transports.base import DisconnectReason
+from voxlane.transports.sip.room import SipRoom
+from voxlane.transports.sip.rtp_io import RtpStream, open_rtp_stream
+from voxlane.transports.sip.sdp import negotiate, parse_sdp
+from voxlane.voice.session import AgentSession
+from voxlane.worker.synthetic import fake_replies
+
+__all__ = ["SipJob", "open_sip_job"]
+
+PROVIDERS = ("fake",)
+
+
+@dataclass
+class SipJob:
+    """One SIP call inside its job process (a ``JobCall`` for :mod:`.job`)."""
+
+    room: SipRoom
+    session: AgentSession
+    media: RtpStream
+    max_call_s: float
+
+    def ready_event(self) -> tuple[str, dict[str, Any]] | None:
+        """What the worker needs before it answers: our RTP port."""
+        return "media_ready", {"port": self.media.local_port}
+
+    def hang_up(self, reason: str) -> None:
+        """The caller left (the worker received BYE or CANCEL)."""
+        try:
+            self.room.disconnect(DisconnectReason(reason))
+        except ValueError:
+            self.room.disconnect(DisconnectReason.HANGUP)
+
+    async def run(self) -> None:
+        """Bound the conversation itself: after ``max_call_s`` we hang up."""
+        await asyncio.sleep(self.max_call_s)
+        self.room.disconnect(DisconnectReason.ROOM_CLOSED)
+
+    async def aclose(self, deadline: float) -> None:
+        await self.media.aclose(deadline)
+
+    def report_extra(self) -> dict[str, Any]:
+        s = self.media.statistics()
+        reason = self.room.disconnect_reason
+        return {
+            "sip": {
+                "call_id": self.room.name,
+                "caller": self.room.participant.identity,
+                "rtp_port": self.media.local_port,
+                "disconnect_reason": reason.value if reason is not None else None,
+                "rtp": {
+                    "packets_in": s.packets_in, "packets_out": s.packets_out,
+                    "loud_packets_out": s.loud_packets_out, "lost": s.lost, "late": s.late,
+                    "garbage": s.garbage,
+                },
+            }
+        }
+
+
+async def open_sip_job(spec: dict[str, Any], clock: Clock, session_id: str) -> SipJob:
+    """Open the RTP socket and build the session. Raises ``OSError`` when no RTP port is
+    free and ``ValueError`` for a spec it cannot run (the job then reports the error and
+    the worker rejects the call)."""
+    providers = spec.get("providers", "fake")
+    if providers not in PROVIDERS:
+        raise ValueError(f"unknown providers {providers!r} (choose from {', '.join(PROVIDERS)})")
+    negotiation = negotiate(parse_sdp(str(spec["sdp_offer"]).encode()))
+    ports = spec.get("rtp_port_range")
+    call_id = str(spec["call_id"])
+    media = await open_rtp_stream(
+        str(spec["host"]),
+        port_range=(int(ports[0]), int(ports[1])) if ports else None,
+        rtp_timeout_s=float(spec.get("rtp_timeout_s", 10.0)),
+        clock=clock,
+        name=call_id,
+    )
+    room = SipRoom(call_id, media, caller=str(spec.get("caller", "sip-caller")))
+
+    def caller_gone() -> None:  # no RTP for rtp_timeout_s: the far end vanished
+        room.disconnect(DisconnectReason.TIMEOUT)
+
+    media.on_timeout = caller_gone
+    session = AgentSession(
+        stt=FakeSTT(),
+        vad=FakeVAD(),
+        llm=FakeLLM(fake_replies(spec.get("llm", []))),
+        tts=FakeTTS(),
+        close_timeout=float(spec.get("close_timeout", 4.0)),
+        session_id=session_id,
+        clock=clock,
+    )
+    media.start(negotiation)
+    return SipJob(room, session, media, float(spec.get("max_call_s", 4 * 3600.0)))

@@ -1,0 +1,267 @@
+"""SIP calls for the worker: signaling stays here, each answered call runs in a job process.
+
+A call's life, between this source (worker process) and its job (:mod:`.sip_job`)::
+
+    INVITE ─▶ 100 Trying (the core) ─▶ SDP negotiated (488/400 when it cannot be)
+           ─▶ sink.offer(call) ── False ─▶ reject(call, "busy") ─▶ 503
+                              └─ True: the worker starts the job with job_spec()
+    job: RTP socket opened ─▶ CallEvent("media_ready", {"port"}) ─▶ 200 OK with our SDP
+    BYE / CANCEL from the caller ─▶ sink.remote_hangup ─▶ the job's room: participant left
+    job ended, crashed or was killed ─▶ call_ended ─▶ BYE (answered) or 500/503 (not yet)
+
+The job owns the RTP socket, so a job that is killed takes its media with it (the OS closes
+the socket); the worker still hangs up the caller. Everything SIP decides happens in the
+pure :class:`~voxlane.transports.sip.endpoint.SipEndpointCore`; this module carries it out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from voxlane.aio.clock import DEFAULT_CLOCK, Clock
+from voxlane.core.supervision import JobOutcome
+from voxlane.transports.sip.common import DialogConfig
+from voxlane.transports.sip.dialog import (
+    CallConfirmed,
+    CallOffered,
+    CallTerminated,
+    DialogNotification,
+)
+from voxlane.transports.sip.endpoint import EndpointConfig, SipEndpointCore
+from voxlane.transports.sip.errors import (
+    DialogStateError,
+    NoCommonCodecError,
+    SdpError,
+    SipParseError,
+    UnknownCallError,
+)
+from voxlane.transports.sip.headers import parse_uri
+from voxlane.transports.sip.sdp import AudioNegotiation, build_answer, negotiate, parse_sdp
+from voxlane.transports.sip.udp import SipSignaling, open_sip_signaling
+from voxlane.worker.source import Call, CallSink
+
+__all__ = ["SipCall", "SipCallSource", "SipSourceConfig"]
+
+log = logging.getLogger("voxlane.worker.sip")
+
+# What the caller's end of the dialog means for the job's room (DisconnectReason values).
+_HANGUP_REASONS = {"bye": "hangup", "cancel": "cancelled"}
+RECENT = 1000
+
+
+@dataclass(frozen=True, kw_only=True)
+class SipSourceConfig:
+    """``host`` is bound and advertised (Via, Contact, SDP); ``port`` 0 = ephemeral.
+    ``rtp_port_range`` (inclusive, even ports) is where job processes bind their RTP
+    sockets (None: ephemeral). ``max_dialogs`` bounds the signaling core; the worker's
+    ``max_jobs`` decides who is answered. ``llm`` and ``providers`` reach the job's
+    session (``"fake"``: the testing kit's energy-based fakes, ``llm`` their script;
+    ``scripts`` maps a dialed user part to its own script). The job's ``JobContext.metadata``
+    is ``metadata`` plus ``sip_to_user`` (the dialed number or name) and ``sip_from``."""
+
+    host: str = "127.0.0.1"
+    port: int = 5060
+    allowed_sources: tuple[str, ...] | None = None
+    rtp_port_range: tuple[int, int] | None = None
+    rtp_timeout_s: float = 10.0
+    close_timeout: float = 4.0
+    max_call_s: float = 4 * 3600.0
+    max_dialogs: int = 1000
+    providers: str = "fake"
+    llm: tuple[dict[str, Any], ...] | None = None
+    scripts: dict[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    t1: float = 0.5
+
+
+class SipCall:
+    """One offered SIP call (implements ``Call``)."""
+
+    def __init__(
+        self, source: SipCallSource, offer: CallOffered, negotiation: AudioNegotiation
+    ) -> None:
+        self._source = source
+        self.offer = offer
+        self.negotiation = negotiation
+        self.offered_at = source.clock.now()
+        self.answered = False
+        self.terminated: str | None = None
+        """The dialog's end as the core reported it (``bye``, ``cancel``, ...), or None."""
+
+    @property
+    def call_id(self) -> str:
+        return self.offer.call_id
+
+    @property
+    def dialed_user(self) -> str:
+        """The user part of the Request-URI (the number or name dialed), or ""."""
+        try:
+            return parse_uri(self.offer.invite.uri).user or ""
+        except SipParseError:
+            return ""
+
+    def job_spec(self) -> dict[str, Any]:
+        cfg = self._source.config
+        spec: dict[str, Any] = {
+            "kind": "sip",
+            "call_id": self.call_id,
+            "host": self._source.host,
+            "sdp_offer": self.offer.invite.body.decode("utf-8", "replace"),
+            "caller": self.offer.invite.from_addr.uri or "sip-caller",
+            "rtp_port_range": list(cfg.rtp_port_range) if cfg.rtp_port_range else None,
+            "rtp_timeout_s": cfg.rtp_timeout_s,
+            "close_timeout": cfg.close_timeout,
+            "max_call_s": cfg.max_call_s,
+            "providers": cfg.providers,
+            "metadata": {
+                **cfg.metadata,
+                "sip_to_user": self.dialed_user,
+                "sip_from": self.offer.invite.from_addr.uri,
+            },
+        }
+        script = cfg.scripts.get(self.dialed_user, cfg.llm)
+        if script is not None:
+            spec["llm"] = [dict(r) for r in script]
+        return spec
+
+    def job_event(self, name: str, data: dict[str, Any]) -> None:
+        if name == "media_ready":
+            self._source.answer(self, int(data["port"]))
+        else:
+            log.warning("call %s: unknown job event %r", self.call_id, name)
+
+
+class SipCallSource:
+    """Takes SIP calls on a UDP socket and offers them to the worker (``CallSource``).
+
+    :meth:`open` binds the socket (so :attr:`port` is known before :meth:`run`); ``run``
+    opens it if needed and serves until cancelled. Counters: ``offered``, ``answered``,
+    ``rejected`` (call id, reason), ``ended`` (call id → outcome, recent calls only), and
+    ``answer_latency_ms``: INVITE received → 200 OK sent, for recent calls (it includes
+    handing the call to a job process and that job opening its RTP socket).
+    """
+
+    def __init__(self, config: SipSourceConfig | None = None, *, clock: Clock = DEFAULT_CLOCK):
+        self.config = config or SipSourceConfig()
+        self.clock = clock
+        self._signaling: SipSignaling | None = None
+        self._sink: CallSink | None = None
+        self._calls: dict[str, SipCall] = {}
+        self.host = self.config.host
+        self.port = self.config.port
+        self.offered = 0
+        self.answered = 0
+        # A worker runs for weeks: only recent calls are kept here.
+        self.rejected: deque[tuple[str, str]] = deque(maxlen=RECENT)
+        self.ended: dict[str, JobOutcome] = {}
+        self.answer_latency_ms: deque[float] = deque(maxlen=RECENT)
+
+    async def open(self) -> None:
+        """Bind the SIP socket. Raises ``OSError`` when it cannot. Idempotent."""
+        if self._signaling is not None:
+            return
+        cfg = self.config
+        signaling = await open_sip_signaling(cfg.host, cfg.port, clock=self.clock)
+        self.host, self.port = signaling.local_address
+        core = SipEndpointCore(
+            EndpointConfig(
+                dialog=DialogConfig(local_host=self.host, local_port=self.port, t1=cfg.t1),
+                max_calls=cfg.max_dialogs,
+                allowed_sources=cfg.allowed_sources,
+            )
+        )
+        signaling.attach(core, self._on_event)
+        self._signaling = signaling
+
+    # -- CallSource -------------------------------------------------------------------------
+    async def run(self, sink: CallSink) -> None:
+        await self.open()
+        self._sink = sink
+        await asyncio.get_running_loop().create_future()  # until cancelled
+
+    def reject(self, call: Call, reason: str) -> None:
+        """Not accepted by the worker: 503 when it is full or draining, else 500."""
+        self.rejected.append((call.call_id, reason))
+        self._calls.pop(call.call_id, None)
+        status = 503 if reason == "busy" else 500
+        self._command(lambda core, now: core.reject(call.call_id, status, now))
+
+    def call_ended(self, call: Call, outcome: JobOutcome, report: dict[str, Any]) -> None:
+        """Hang up a caller who is still there: BYE once answered, 503 before."""
+        self.ended[call.call_id] = outcome
+        while len(self.ended) > RECENT:
+            del self.ended[next(iter(self.ended))]
+        sip_call = self._calls.pop(call.call_id, None)
+        if sip_call is None or sip_call.terminated is not None:
+            return
+        if sip_call.answered:
+            self._command(lambda core, now: core.hangup(call.call_id, now, "job_ended"))
+        else:
+            self._command(lambda core, now: core.reject(call.call_id, 503, now))
+
+    async def aclose(self) -> None:
+        """Hang up every call still up (BYE), then close the socket. Never blocks."""
+        for call in list(self._calls.values()):
+            self.call_ended(call, JobOutcome.CLOSED, {})
+        if self._signaling is not None:
+            self._signaling.close()
+
+    # -- from the job -------------------------------------------------------------------------
+    def answer(self, call: SipCall, rtp_port: int) -> None:
+        """The job's RTP socket is open: 200 OK with our SDP (ignored if the call ended)."""
+        if call.terminated is not None or call.answered or call.call_id not in self._calls:
+            return
+        sdp = build_answer(call.negotiation, local_ip=self.host, local_port=rtp_port,
+                           session_id=secrets.randbelow(1 << 31))
+        if self._command(lambda core, now: core.answer(call.call_id, sdp, now)):
+            call.answered = True
+            self.answered += 1
+            self.answer_latency_ms.append((self.clock.now() - call.offered_at) * 1000)
+
+    # -- SIP events (synchronous, from the signaling pump) ------------------------------------
+    def _on_event(self, event: DialogNotification) -> None:
+        if isinstance(event, CallOffered):
+            self._offered(event)
+        elif isinstance(event, CallTerminated):
+            call = self._calls.get(event.call_id)
+            if call is not None and call.terminated is None:
+                call.terminated = event.reason
+                if self._sink is not None:
+                    self._sink.remote_hangup(
+                        call.call_id, _HANGUP_REASONS.get(event.reason, "error")
+                    )
+        elif isinstance(event, CallConfirmed):
+            pass  # media already flows: the job started it with the answer
+
+    def _offered(self, event: CallOffered) -> None:
+        self.offered += 1
+        try:
+            negotiation = negotiate(parse_sdp(event.invite.body))
+        except (NoCommonCodecError, SdpError) as exc:
+            status = 488 if isinstance(exc, NoCommonCodecError) else 400
+            self.rejected.append((event.call_id, "no_common_codec" if status == 488 else "bad_sdp"))
+            self._command(lambda core, now: core.reject(event.call_id, status, now))
+            return
+        call = SipCall(self, event, negotiation)
+        if self._sink is None:  # not serving yet (or any more)
+            self.reject(call, "busy")
+            return
+        self._calls[call.call_id] = call
+        self._sink.offer(call)  # False: the worker already called reject()
+
+    def _command(self, action: Callable[[SipEndpointCore, float], None]) -> bool:
+        """Run a core command; False when the dialog is gone or in another state (the
+        caller hung up in the meantime) or the socket is closed."""
+        if self._signaling is None or self._signaling.closed:
+            return False
+        try:
+            self._signaling.command(action)
+        except (UnknownCallError, DialogStateError):
+            return False
+        return True
