@@ -64,6 +64,13 @@ def test_sentence_splitting() -> None:
     assert done and len(done[0]) <= 240 and rest
 
 
+# Word error bound of the round trip, per voice. espeak-ng's formant voice is harder for
+# whisper tiny.en than piper's: on an AMD EPYC machine it heard "Tuesday at ten" as "two
+# days and" (3 of 11 words, 0.27), where other machines heard it right; 0.35 allows that
+# and still fails on anything that is not this sentence (unrelated speech scores ~1).
+MAX_WER = {"joe": 0.25, "espeak": 0.35}
+
+
 @pytest.mark.real_time
 @pytest.mark.parametrize("voice", ["joe", "espeak"])
 async def test_spoken_text_transcribes_back(voice: str) -> None:
@@ -73,7 +80,7 @@ async def test_spoken_text_transcribes_back(voice: str) -> None:
         audio = await speak(server, text, voice)
         assert audio.duration > 1.5 and audio.rms() > 300
         heard = await transcribe(server, audio)
-    assert word_error_rate(words(text), words(heard)) <= 0.25, heard
+    assert word_error_rate(words(text), words(heard)) <= MAX_WER[voice], heard
     assert LEDGER.count_open() == 0
 
 
