@@ -1,8 +1,11 @@
-"""How many concurrent SIP calls this machine holds with fake providers while keeping the
-RTP send jitter p99 ≤ 5 ms.
+"""How many concurrent SIP calls this machine holds while keeping the RTP send jitter
+p99 ≤ 5 ms — with fake providers, or with the real local pipeline (``--providers local``).
 
-The voxlane SIP server runs in this process (real event loop, fake STT/VAD/LLM/TTS); the
-real sipp places the calls on 127.0.0.1 (so it shares the machine's cores). Each call: the
+The voxlane SIP server runs in this process (real event loop). ``fake``: energy VAD/STT,
+tone TTS. ``local``: Silero VAD, whisper STT and piper TTS on the embedded gateway (the
+same process's engine threads/processes); the talking agent below reads a fixed text, so
+no LLM is involved. The real sipp places the calls on 127.0.0.1 (so it shares the
+machine's cores). Each call: the
 caller streams ~3.5 s of G.711 speech, the agent talks without pause for the whole call
 (non-interruptible, so every call sends RTP all the time), then sipp hangs up (BYE).
 
@@ -13,6 +16,7 @@ the event loop's lag (a 10 ms ticker's lateness) and this process's CPU. Levels 
 until the p99 exceeds the budget, a call fails, or ``--max`` is reached.
 
     python bench/sip_calls.py [--levels 25,50,100,150,200,250,300] [--seconds 8] [--json]
+    python bench/sip_calls.py --providers local [--levels 1,2,3,4,6,8] [--json]
 
 ``--json`` prints exactly one JSON object on stdout (progress goes to stderr).
 """
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -30,6 +35,7 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -121,8 +127,23 @@ class Talker(Agent):
             return  # the call ended
 
 
-def providers() -> Providers:
+def fake_providers() -> Providers:
     return Providers(stt=FakeSTT(), vad=FakeVAD(), llm=FakeLLM(), tts=FakeTTS())
+
+
+@contextlib.asynccontextmanager
+async def open_providers(name: str) -> AsyncIterator[Callable[[], Providers]]:
+    if name == "fake":
+        yield fake_providers
+        return
+    from rich.console import Console
+
+    from voxlane.cli.stack import local_stack
+
+    # The talker reads a fixed text: the LLM is never asked (no llama.cpp server needed).
+    async with local_stack(console=Console(stderr=True), llm=FakeLLM()) as stack:
+        shared = Providers(stt=stack.stt, vad=stack.vad, llm=stack.llm, tts=stack.tts)
+        yield lambda: shared
 
 
 def free_port() -> int:
@@ -143,7 +164,8 @@ async def lag_monitor(samples: list[float], stop: asyncio.Event) -> None:
         samples.append(max(0.0, loop.time() - expected) * 1000)
 
 
-async def run_level(workdir: Path, n: int, settle: float, seconds: float) -> dict[str, Any]:
+async def run_level(workdir: Path, n: int, settle: float, seconds: float,
+                    providers: Callable[[], Providers]) -> dict[str, Any]:
     rate = 25.0
     hold_ms = int((n / rate + settle + seconds + 1.0) * 1000)
     server = await serve_sip(Talker, providers, SipServerConfig(
@@ -195,7 +217,14 @@ async def run_level(workdir: Path, n: int, settle: float, seconds: float) -> dic
     }
 
 
-async def main_async(levels: list[int], settle: float, seconds: float) -> dict[str, Any]:
+async def main_async(levels: list[int], settle: float, seconds: float,
+                     providers_name: str) -> dict[str, Any]:
+    async with open_providers(providers_name) as providers:
+        return await _levels(levels, settle, seconds, providers_name, providers)
+
+
+async def _levels(levels: list[int], settle: float, seconds: float, providers_name: str,
+                  providers: Callable[[], Providers]) -> dict[str, Any]:
     sys.path.insert(0, str(REPO))
     from tests.sip.pcap_audio import synthesize, tone, write_audio_pcap
 
@@ -207,7 +236,7 @@ async def main_async(levels: list[int], settle: float, seconds: float) -> dict[s
         write_audio_pcap(workdir / "hello_pcmu.pcap", speech if speech is not None else tone(3))
         (workdir / "bench.xml").write_text(SCENARIO)
         for n in levels:
-            level = await run_level(workdir, n, settle, seconds)
+            level = await run_level(workdir, n, settle, seconds, providers)
             log(json.dumps(level))
             results.append(level)
             p99 = level["jitter_p99_ms"]
@@ -218,7 +247,7 @@ async def main_async(levels: list[int], settle: float, seconds: float) -> dict[s
           and r["held"] >= r["calls"]]
     return {
         "benchmark": "sip_calls",
-        "providers": "fake",
+        "providers": providers_name,
         "budget_jitter_p99_ms": BUDGET_MS,
         "max_calls_within_budget": max(ok, default=0),
         "cpus": os.cpu_count(),
@@ -229,8 +258,10 @@ async def main_async(levels: list[int], settle: float, seconds: float) -> dict[s
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--levels", default="25,50,100,150,200,250,300",
-                        help="comma-separated concurrent call counts, tried in order")
+    parser.add_argument("--levels", default=None,
+                        help="comma-separated concurrent call counts, tried in order "
+                             "(default 25,50,...,300 with fakes, 1,2,3,4,6,8 local)")
+    parser.add_argument("--providers", default="fake", choices=["fake", "local"])
     parser.add_argument("--settle", type=float, default=2.0)
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--json", action="store_true")
@@ -239,8 +270,9 @@ def main() -> int:
         log("sipp is not installed (Debian package sip-tester)")
         return 2
     logging.basicConfig(level=logging.ERROR)
-    levels = [int(x) for x in args.levels.split(",") if x]
-    result = asyncio.run(main_async(levels, args.settle, args.seconds))
+    default = "25,50,100,150,200,250,300" if args.providers == "fake" else "1,2,3,4,6,8"
+    levels = [int(x) for x in (args.levels or default).split(",") if x]
+    result = asyncio.run(main_async(levels, args.settle, args.seconds, args.providers))
     if args.json:
         print(json.dumps(result))
     else:

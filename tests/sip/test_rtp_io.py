@@ -106,9 +106,13 @@ async def test_receive_reorders_decodes_and_times_out() -> None:
     finally:
         await stream.aclose()
         caller.close()
-    assert [f.sample_rate for f in frames] == [8000] * 6
+    assert {f.sample_rate for f in frames} == {8000}
     peaks = [int(np.abs(f.to_numpy().astype(np.int32)).max()) for f in frames]
-    assert peaks == sorted(peaks)  # played out in sequence order
+    assert peaks[:6] == sorted(peaks[:6]) and min(peaks[:6]) > 0  # in sequence order
+    # Then no more RTP: the caller's timeline goes on as silence (~1 s of it, until closed).
+    filled = sum(f.duration for f in frames[6:])
+    assert set(peaks[6:]) == {0} and 0.7 <= filled <= 1.2, filled
+    assert stream.silence_filled_s == pytest.approx(filled)
     stats = stream.statistics()
     assert stats.packets_in == 6 and stats.garbage == 1 and stats.lost == 0
     # The socket is released: the port can be bound again.

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from voxlane.cli.loader import AgentFileError, load_agent_factory
 from voxlane.transports.sip.server import Providers, SipServerConfig, serve_sip
+from voxlane.voice.agent import Agent
 
-PROVIDERS = ("fake",)
+PROVIDERS = ("fake", "local")
 
 
 def fake_providers() -> Providers:
@@ -29,10 +31,26 @@ def fake_providers() -> Providers:
     return Providers(stt=FakeSTT(), vad=FakeVAD(), llm=FakeLLM(), tts=FakeTTS())
 
 
-def providers_factory(name: str) -> Callable[[], Providers]:
-    if name == "fake":
-        return fake_providers
-    raise ValueError(f"unknown providers {name!r} (choose from {', '.join(PROVIDERS)})")
+@contextlib.asynccontextmanager
+async def open_providers(args: argparse.Namespace) -> AsyncIterator[Callable[[], Providers]]:
+    """The providers factory for ``--providers``: ``fake`` (no engines), or ``local``: the
+    local voice stack (embedded gateway with whisper + piper, Silero VAD, SmolLM2 on a local
+    llama.cpp server — or ``--gateway``/``--api-key``), shared by every call (each call
+    opens its own streams) and stopped, bounded, when the server stops."""
+    if args.providers == "fake":
+        yield fake_providers
+        return
+    if args.providers != "local":
+        raise ValueError(f"unknown providers {args.providers!r} (choose from "
+                         f"{', '.join(PROVIDERS)})")
+    from rich.console import Console
+
+    from voxlane.cli.stack import local_stack
+
+    async with local_stack(console=Console(stderr=True), gateway_url=args.gateway,
+                           api_key=args.api_key, stt_engine=args.stt_engine) as stack:
+        shared = Providers(stt=stack.stt, vad=stack.vad, llm=stack.llm, tts=stack.tts)
+        yield lambda: shared
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,7 +58,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind and advertise")
     parser.add_argument("--port", type=int, default=5060, help="SIP UDP port (0: any free)")
     parser.add_argument("--reports", default="out/sip", help="directory for <call-id>.json")
-    parser.add_argument("--providers", default="fake", choices=PROVIDERS)
+    parser.add_argument("--providers", default="fake", choices=PROVIDERS,
+                        help="fake: energy-based fakes; local: real local engines")
+    parser.add_argument("--gateway", default=None, metavar="URL",
+                        help="with --providers local: use this gateway (ws://...)")
+    parser.add_argument("--api-key", default=None, help="the --gateway's API key")
+    parser.add_argument("--stt-engine", default="whisper", choices=["whisper", "pocketsphinx"])
     parser.add_argument("--max-calls", type=int, default=10)
     parser.add_argument("--allow", action="append", default=None, metavar="CIDR",
                         help="accept calls only from these sources (repeatable)")
@@ -70,7 +93,13 @@ def _config(args: argparse.Namespace) -> SipServerConfig:
 
 async def _serve(args: argparse.Namespace) -> int:
     factory = load_agent_factory(Path(args.agent))
-    server = await serve_sip(factory, providers_factory(args.providers), _config(args))
+    async with open_providers(args) as providers:
+        return await _serve_with(args, factory, providers)
+
+
+async def _serve_with(args: argparse.Namespace, factory: Callable[[], Agent],
+                      providers: Callable[[], Providers]) -> int:
+    server = await serve_sip(factory, providers, _config(args))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -92,15 +121,14 @@ async def _serve(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     """Entry point of the ``sip`` subcommand."""
     from voxlane.aio.tasks import abandoned_tasks
+    from voxlane.gateway.engines.base import EngineError
+    from voxlane.providers.llama_server import LlamaServerError
 
     runner = asyncio.Runner()
     try:
         code = runner.run(_serve(args))
-    except AgentFileError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        runner.close()
-        return 2
-    except OSError as exc:
+    except (AgentFileError, OSError, LlamaServerError, EngineError, ModuleNotFoundError) as exc:
+        # A missing engine, model or port: say which, exit 2 (nothing is left running).
         print(f"error: {exc}", file=sys.stderr)
         runner.close()
         return 2

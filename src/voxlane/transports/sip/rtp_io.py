@@ -3,8 +3,12 @@
 Receive: datagram → :func:`parse_rtp` → :class:`JitterBuffer` → (on arrival, and on a
 50 ms tick for packets held behind a hole) G.711 decode → PCM16 8 kHz
 :class:`AudioFrame` into a bounded ``drop_oldest`` channel that the room hands to the
-session as the caller's audio. The same tick watches :class:`RtpActivity`: no packet for
-``rtp_timeout_s`` = the caller is gone, reported once through ``on_timeout``.
+session as the caller's audio. When no audio arrives for ``SILENCE_FILL_S`` (the caller's
+phone suppresses silence — many send no RTP while nobody talks — or the network lost it),
+the tick fills the caller's timeline with silence frames, as a media stack plays comfort
+noise: the session's VAD and STT must hear the end of an utterance, not a stopped clock.
+The same tick watches :class:`RtpActivity`: no packet for ``rtp_timeout_s`` = the caller
+is gone, reported once through ``on_timeout``.
 
 Send: the agent's frames (any rate) → :class:`StreamResampler` to 8 kHz →
 :class:`FrameChunker` 20 ms → :class:`PacedAudioOutput` (real-time pace on the loop clock)
@@ -51,6 +55,8 @@ TICK_S = 0.05
 INPUT_BUFFER_FRAMES = 100  # 2 s of caller audio; older frames are dropped if nobody reads
 JITTER_SAMPLES = 4096  # per stream, for the jitter benchmark
 LOUD = 1000  # a sent frame peaking above this is audible (not silence), for tests/reports
+# No caller audio for this long (beyond the jitter buffer's 80 ms wait): fill with silence.
+SILENCE_FILL_S = 0.2
 # A gap this long inside a segment (an underrun) also starts a new talkspurt.
 _TALKSPURT_GAP_S = 0.06
 
@@ -181,6 +187,8 @@ class RtpStream:
         self._loud_out = 0
         self._timed_out = False
         self._closed = False
+        self._input_until: float | None = None  # loop time the caller's audio reaches
+        self.silence_filled_s = 0.0
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -265,15 +273,31 @@ class RtpStream:
                 continue
             frame = AudioFrame(g711.decode(pt, packet.payload).tobytes(), SAMPLE_RATE)
             self.audio_in.send_nowait(frame)
+            self._input_until = now
+
+    def _fill_silence(self, now: float) -> None:
+        """Keep the caller's timeline going through a gap in the RTP (see the module
+        docstring): whole 20 ms frames of silence up to ``now``."""
+        if self._input_until is None or self.audio_in.closed:
+            return
+        gap = now - self._input_until
+        if gap < SILENCE_FILL_S:
+            return
+        frames = int(gap / FRAME_S)
+        self.audio_in.send_nowait(AudioFrame.silence(frames * FRAME_S, SAMPLE_RATE))
+        self._input_until += frames * FRAME_S
+        self.silence_filled_s += frames * FRAME_S
 
     async def _tick(self) -> None:
         """Every ``TICK_S``: release packets held behind a hole that timed out (arrivals
-        release everything else at once), and watch for the RTP timeout."""
+        release everything else at once), fill gaps with silence, and watch for the RTP
+        timeout."""
         assert self._activity is not None
         next_at = self._clock.now()
         while not self._closed:
             now = self._clock.now()
             self._play_out(now)
+            self._fill_silence(now)
             if not self._timed_out and self._activity.is_timed_out(now, self._rtp_timeout_s):
                 self._timed_out = True
                 if self.on_timeout is not None:
