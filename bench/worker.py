@@ -29,6 +29,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from sip_calls import SCENARIO  # the same sipp call (this script's folder is on sys.path)
+
 from voxlane.core.supervision import LadderConfig
 from voxlane.worker.sip_source import SipCallSource, SipSourceConfig
 from voxlane.worker.synthetic import SyntheticCall, SyntheticCallSource
@@ -87,59 +89,6 @@ async def _mode(prewarm: int, calls: int, reports: Path) -> dict[str, Any]:
     }
 
 
-# A short call: INVITE, 200, ACK, half a second of silence, BYE.
-SHORT_CALL = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="voxlane bench: short call">
-  <send retrans="500"><![CDATA[
-INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag[call_number]
-To: [service] <sip:[service]@[remote_ip]:[remote_port]>
-Call-ID: [call_id]
-CSeq: 1 INVITE
-Contact: sip:sipp@[local_ip]:[local_port]
-Max-Forwards: 70
-Content-Type: application/sdp
-Content-Length: [len]
-
-v=0
-o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-s=-
-c=IN IP[media_ip_type] [media_ip]
-t=0 0
-m=audio [media_port] RTP/AVP 0
-a=rtpmap:0 PCMU/8000
-]]></send>
-  <recv response="100" optional="true"/>
-  <recv response="200" rrs="true"/>
-  <send><![CDATA[
-ACK [next_url] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-[routes]
-From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag[call_number]
-To: [service] <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
-Call-ID: [call_id]
-CSeq: 1 ACK
-Max-Forwards: 70
-Content-Length: 0
-]]></send>
-  <pause milliseconds="500"/>
-  <send retrans="500"><![CDATA[
-BYE [next_url] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-[routes]
-From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag[call_number]
-To: [service] <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
-Call-ID: [call_id]
-CSeq: 2 BYE
-Max-Forwards: 70
-Content-Length: 0
-]]></send>
-  <recv response="200"/>
-</scenario>
-"""
-
-
 def _free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -149,7 +98,7 @@ def _free_udp_port() -> int:
 async def _sipp_call(scenario: Path, port: int) -> int:
     proc = await asyncio.create_subprocess_exec(
         "sipp", "-sf", str(scenario), "-s", "bench", "-i", "127.0.0.1",
-        "-p", str(_free_udp_port()), "-mp", str(_free_udp_port()), "-m", "1",
+        "-p", str(_free_udp_port()), "-mp", str(_free_udp_port()), "-m", "1", "-d", "500",
         "-timeout", "20s", "-timeout_error", "-nostdin", f"127.0.0.1:{port}",
         cwd=scenario.parent, stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
@@ -164,9 +113,14 @@ async def _sipp_call(scenario: Path, port: int) -> int:
 
 
 def _write_scenario(tmp: Path) -> Path:
+    """sip_calls.py's call (INVITE, ACK, a little audio, BYE after ``-d``) and its audio."""
+    sys.path.insert(0, str(AGENT.parents[1]))
+    from tests.sip.pcap_audio import tone, write_audio_pcap
+
     tmp.mkdir(parents=True)
+    write_audio_pcap(tmp / "hello_pcmu.pcap", tone(0.3))
     scenario = tmp / "short_call.xml"
-    scenario.write_text(SHORT_CALL)
+    scenario.write_text(SCENARIO)
     return scenario
 
 
