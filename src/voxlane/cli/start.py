@@ -71,12 +71,11 @@ async def _main(args: argparse.Namespace) -> int:
     from voxlane.core.supervision import LadderConfig
     from voxlane.worker.metrics import MetricsServer, WorkerMetrics
     from voxlane.worker.sip_source import SipCallSource, SipSourceConfig
-    from voxlane.worker.source import CallSource
     from voxlane.worker.synthetic import SyntheticCallSource, load_template
     from voxlane.worker.worker import Worker, WorkerConfig
 
     template = load_template(args.script) if args.script else None
-    source: CallSource
+    source: SipCallSource | SyntheticCallSource
     started: dict[str, Any] = {}
     if args.sip:
         host, port = _host_port(args.sip)
@@ -128,7 +127,7 @@ async def _main(args: argparse.Namespace) -> int:
             "event": "stopped",
             "jobs": sum(worker.outcomes.values()),
             "outcomes": dict(worker.outcomes),
-            "rejected": len(getattr(source, "rejected", ())),
+            "rejected": len(source.rejected),
             "reports": worker.reports_written,
         }
     )

@@ -198,19 +198,24 @@ class SipCallSource:
         while len(self.ended) > RECENT:
             del self.ended[next(iter(self.ended))]
         sip_call = self._calls.pop(call.call_id, None)
-        if sip_call is None or sip_call.terminated is not None:
-            return
-        if sip_call.answered:
-            self._command(lambda core, now: core.hangup(call.call_id, now, "job_ended"))
-        else:
-            self._command(lambda core, now: core.reject(call.call_id, 503, now))
+        if sip_call is not None:
+            self._hang_up(sip_call, "job_ended")
 
     async def aclose(self) -> None:
         """Hang up every call still up (BYE), then close the socket. Never blocks."""
         for call in list(self._calls.values()):
-            self.call_ended(call, JobOutcome.CLOSED, {})
+            self._hang_up(call, "shutdown")
+        self._calls.clear()
         if self._signaling is not None:
             self._signaling.close()
+
+    def _hang_up(self, call: SipCall, reason: str) -> None:
+        if call.terminated is not None:
+            return  # the caller already left
+        if call.answered:
+            self._command(lambda core, now: core.hangup(call.call_id, now, reason))
+        else:
+            self._command(lambda core, now: core.reject(call.call_id, 503, now))
 
     # -- from the job -------------------------------------------------------------------------
     def answer(self, call: SipCall, rtp_port: int) -> None:
