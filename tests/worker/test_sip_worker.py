@@ -89,16 +89,25 @@ def assert_sipp_ok(result: SippResult) -> None:
     assert result.returncode == 0, result.errors or result.stdout
 
 
+async def one_call(
+    tmp_path: Path, workdir: Path, scenario: str, **worker: Any
+) -> tuple[dict[str, Any], SipCallSource]:
+    """One sipp call to a worker started for it; the worker stops (exit 0) afterwards.
+    Returns the call's report and the source."""
+    worker_, source, task = await start_worker(tmp_path, **worker)
+    try:
+        result = await run_sipp(workdir, scenario, source.port)
+    finally:
+        assert await stop_worker(worker_, task) == 0
+    assert_sipp_ok(result)
+    return only_report(tmp_path, source), source
+
+
 async def test_call_runs_in_a_job_and_hangup_mid_reply_closes_it(
     tmp_path: Path, workdir: Path
 ) -> None:
-    worker, source, task = await start_worker(tmp_path, llm=(LONG_REPLY,))
-    try:
-        result = await run_sipp(workdir, "uac_bye_mid_reply.xml", source.port)
-    finally:
-        assert await stop_worker(worker, task) == 0
-    assert_sipp_ok(result)
-    report = only_report(tmp_path, source)
+    report, source = await one_call(tmp_path, workdir, "uac_bye_mid_reply.xml",
+                                    llm=(LONG_REPLY,))
     assert report["supervisor"]["outcome"] == "closed"
     assert report["supervisor"]["prewarmed"] is True
     assert report["job"]["pid"] != os.getpid()  # the session ran in the job process
@@ -119,15 +128,9 @@ async def test_loop_blocking_tool_is_killed_and_the_caller_gets_bye(
     tmp_path: Path, workdir: Path
 ) -> None:
     ladder = LadderConfig(job_close_timeout=2.0, sigterm_timeout=0.5, heartbeat_timeout=1.0)
-    script = after_first_turn("block", seconds=60)
-    worker, source, task = await start_worker(tmp_path, ladder=ladder, llm=script)
-    try:
-        # The caller talks, then waits (up to 20 s) for our BYE and answers it.
-        result = await run_sipp(workdir, "uac_answer_bye.xml", source.port)
-    finally:
-        assert await stop_worker(worker, task) == 0
-    assert_sipp_ok(result)
-    report = only_report(tmp_path, source)
+    # The caller talks, then waits (up to 20 s) for our BYE and answers it.
+    report, _ = await one_call(tmp_path, workdir, "uac_answer_bye.xml", ladder=ladder,
+                               llm=after_first_turn("block", seconds=60))
     sup = report["supervisor"]
     assert sup["outcome"] == JobOutcome.KILLED_AFTER_SIGTERM.value, sup
     assert sup["unresponsive"] is True and sup["returncode"] == -15
@@ -144,14 +147,10 @@ async def test_blocked_job_after_caller_bye_is_killed_within_the_close_timeout(
     # Heartbeats are not missed for long enough (timeout 30 s) before the caller's BYE:
     # the close request, then the ladder, must end it.
     ladder = LadderConfig(job_close_timeout=2.0, sigterm_timeout=0.5, heartbeat_timeout=30.0)
-    script = after_first_turn("block", seconds=60)
-    worker, source, task = await start_worker(tmp_path, ladder=ladder, llm=script)
-    try:
-        result = await run_sipp(workdir, "uac_bye_mid_reply.xml", source.port)
-    finally:
-        assert await stop_worker(worker, task) == 0
-    assert_sipp_ok(result)  # its BYE was answered by the worker's signaling at once
-    sup = only_report(tmp_path, source)["supervisor"]
+    # sipp passes only if its BYE was answered: the worker's signaling does so at once.
+    report, _ = await one_call(tmp_path, workdir, "uac_bye_mid_reply.xml", ladder=ladder,
+                               llm=after_first_turn("block", seconds=60))
+    sup = report["supervisor"]
     assert sup["outcome"] == JobOutcome.KILLED_AFTER_SIGTERM.value, sup
     times = sup["rung_times_ms"]
     assert times["ended"] - times["close_requested"] <= BOUND * 1000

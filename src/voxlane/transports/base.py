@@ -23,6 +23,14 @@ class DisconnectReason(StrEnum):
     ROOM_CLOSED = "room_closed"
     ERROR = "error"
 
+    @classmethod
+    def parse(cls, value: str) -> DisconnectReason:
+        """The reason named ``value``; an unknown name is a plain ``HANGUP``."""
+        try:
+            return cls(value)
+        except ValueError:
+            return cls.HANGUP
+
 
 @dataclass(frozen=True)
 class Participant:

@@ -42,10 +42,7 @@ class SipJob:
 
     def hang_up(self, reason: str) -> None:
         """The caller left (the worker received BYE or CANCEL)."""
-        try:
-            self.room.disconnect(DisconnectReason(reason))
-        except ValueError:
-            self.room.disconnect(DisconnectReason.HANGUP)
+        self.room.disconnect(DisconnectReason.parse(reason))
 
     async def run(self) -> None:
         """Bound the conversation itself: after ``max_call_s`` we hang up."""

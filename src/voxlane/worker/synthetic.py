@@ -199,10 +199,7 @@ class SyntheticJob:
 
     def hang_up(self, reason: str) -> None:
         """The caller leaves (the worker told us: remote hangup)."""
-        try:
-            self.caller.hang_up(DisconnectReason(reason))
-        except ValueError:
-            self.caller.hang_up(DisconnectReason.HANGUP)
+        self.caller.hang_up(DisconnectReason.parse(reason))
 
     async def run(self) -> None:
         """Say each turn once the agent listens; then keep the line open until hung up."""
