@@ -154,6 +154,14 @@ class UserInput:
         if self._feed is not None:
             self._feed.cancel()
 
+    @property
+    def expects_trailing_final(self) -> bool:
+        """Whether :meth:`finish` would wait: the user was mid-utterance, or a final
+        transcript is still due from the STT."""
+        return self._stt_stream is not None and (
+            self.tracker.mid_utterance or not self._stt_quiet.is_set()
+        )
+
     async def finish(self, deadline: float) -> str | None:
         """Close path: stop input; if the user was mid-utterance, wait (≤ ``deadline``) for the
         STT's trailing final. Returns the uncommitted text, if any. Never waits otherwise."""
@@ -161,7 +169,9 @@ class UserInput:
         if self._vad_stream is not None:
             self._vad_stream.end_input()
         if self._stt_stream is not None:
-            self._stt_stream.end_input()
-            if self.tracker.mid_utterance or not self._stt_quiet.is_set():
+            if self.expects_trailing_final:
+                self._stt_stream.end_input()
                 await wait_event(self._stt_quiet, deadline, self._clock.now())
+            else:
+                self._stt_stream.end_input()
         return self.tracker.flush()

@@ -14,8 +14,8 @@ import contextvars
 import logging
 import time
 import uuid
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from voxlane.aio.clock import DEFAULT_CLOCK, Clock
 from voxlane.aio.closing import Outcome, ResourceStack, StepReport, bounded_aclose
@@ -52,6 +52,15 @@ from voxlane.voice.speech import SpeechHandle
 from voxlane.voice.tracing import SessionTracer, trace_session
 
 log = logging.getLogger("voxlane.session")
+T = TypeVar("T")
+
+
+async def _settled(awaitable: Awaitable[T]) -> T | Exception:
+    """``await`` as ``gather(return_exceptions=True)`` would: an error is returned."""
+    try:
+        return await awaitable
+    except Exception as exc:
+        return exc
 
 
 class AgentSession(EventEmitter):
@@ -512,11 +521,19 @@ class AgentSession(EventEmitter):
                     self.add_to_history(ChatMessage("user", text, at_s=self.session_time()))
 
         t = clock.now()
-        results = await asyncio.gather(
-            *(a.close(plan.settle_deadline) for a in activities),
-            settle_input(),
-            return_exceptions=True,
-        )
+        results: list[Any]
+        if len(activities) == 1 and not (self._input and self._input.expects_trailing_final):
+            # The usual case needs no concurrency: one agent to settle, and the input has
+            # nothing to wait for (it returns at once). Awaiting directly spares the tasks
+            # gather would make; every step stays bounded by the settle deadline.
+            results = [await _settled(activities[0].close(plan.settle_deadline))]
+            results.append(await _settled(settle_input()))
+        else:
+            results = await asyncio.gather(
+                *(a.close(plan.settle_deadline) for a in activities),
+                settle_input(),
+                return_exceptions=True,
+            )
         for result in results:
             if isinstance(result, list):
                 report.abandoned.extend(result)

@@ -64,7 +64,7 @@ class SessionTracer:
     def _on_turn(self, metrics: TurnMetrics) -> None:
         start = metrics.speech_ended_at or metrics.committed_at
         end = metrics.first_audio_at
-        if start is None or end is None:
+        if start is None or end is None or not self.span.is_recording():
             return
         self.turns += 1
         attributes: dict[str, Any] = {
@@ -79,6 +79,9 @@ class SessionTracer:
         span.end(end_time=self._ns(end))
 
     def _on_close(self, event: CloseEvent) -> None:
+        if not self.span.is_recording():  # no SDK configured (or not sampled): no work
+            self.span.end()
+            return
         report = event.report
         now = self._clock.now()
         attributes: dict[str, Any] = {
