@@ -18,10 +18,12 @@ from typing import Any
 
 import pytest
 
-from sip.sipp import HAVE_SIPP, HOST, prepare_workdir, run_sipp
+from sip.sipp import HAVE_SIPP, HOST, SippResult, prepare_workdir, run_sipp
 from voxlane.cli.main import main
 
 from .helpers import AGENT
+
+RECEPTIONIST = Path(__file__).parents[2] / "examples" / "receptionist.py"
 
 CALLS = 5
 
@@ -146,25 +148,37 @@ def test_start_needs_exactly_one_valid_call_source(
     assert "voxlane start:" in capsys.readouterr().err
 
 
+def _sip_worker_call(
+    tmp_path: Path, agent: Path, scenario: str, *extra: str
+) -> tuple[SippResult, subprocess.Popen[str], dict[str, Any]]:
+    """Start ``voxlane start --sip`` on a free port, wait until it takes calls (/healthz),
+    place one sipp call. Returns sipp's result, the running worker and its started line."""
+    (tmp_path / "sipp").mkdir()
+    workdir = prepare_workdir(tmp_path / "sipp")
+    cmd = [sys.executable, "-m", "voxlane.cli.main", "start", str(agent),
+           "--reports", str(tmp_path / "reports"), "--metrics-port", "0", "--max-jobs", "2",
+           "--sip", f"{HOST}:0", *extra]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=os.environ.copy())
+    started = _line(proc, 60)
+    sip_port = int(started["sip"].rpartition(":")[2])
+    deadline = time.monotonic() + 20
+    while _healthz(int(started["metrics_port"])) != 200:  # job pool warm: calls are taken
+        assert time.monotonic() < deadline and proc.poll() is None, "never ready"
+        time.sleep(0.1)
+    result = asyncio.run(run_sipp(workdir, scenario, sip_port, timeout_s=40))
+    return result, proc, started
+
+
 @pytest.mark.skipif(not HAVE_SIPP, reason="sipp (sip-tester) not installed")
 def test_sip_calls_through_voxlane_start(tmp_path: Path) -> None:
     """``voxlane start --sip``: a real sipp call mid-reply hangup, then SIGTERM; the call's
     job reports a clean close, /metrics counts it, the worker exits 0."""
-    (tmp_path / "sipp").mkdir()
-    workdir = prepare_workdir(tmp_path / "sipp")
-    cmd = [sys.executable, "-m", "voxlane.cli.main", "start", str(AGENT),
-           "--reports", str(tmp_path / "reports"), "--metrics-port", "0", "--max-jobs", "2",
-           "--sip", f"{HOST}:0", "--rtp-timeout", "5"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=os.environ.copy())
+    proc = None
     try:
-        started = _line(proc, 30)
-        sip_port = int(started["sip"].rpartition(":")[2])
+        result, proc, started = _sip_worker_call(
+            tmp_path, AGENT, "uac_bye_mid_reply.xml", "--rtp-timeout", "5"
+        )
         metrics_port = int(started["metrics_port"])
-        deadline = time.monotonic() + 20
-        while _healthz(metrics_port) != 200:  # the job pool is warm: calls are taken
-            assert time.monotonic() < deadline and proc.poll() is None, "never ready"
-            time.sleep(0.1)
-        result = asyncio.run(run_sipp(workdir, "uac_bye_mid_reply.xml", sip_port))
         deadline = time.monotonic() + 5
         while _metric(metrics_port, 'voxlane_jobs_total{outcome="closed"}') < 1:
             assert time.monotonic() < deadline, "the call's job never ended"
@@ -174,7 +188,7 @@ def test_sip_calls_through_voxlane_start(tmp_path: Path) -> None:
         code = _stop_and_wait(proc, 15)
         stopped = _line(proc, 5)
     finally:
-        if proc.poll() is None:
+        if proc is not None and proc.poll() is None:
             proc.kill()
             proc.wait(5)
     assert result.returncode == 0, result.errors or result.stdout
@@ -211,6 +225,39 @@ def test_loop_blocking_tool_is_killed_within_the_default_close_timeout(tmp_path:
     assert sup["job_close_timeout_s"] == 5.0
     times = sup["rung_times_ms"]
     assert times["ended"] - times["close_requested"] <= (5.0 + 1.0) * 1000
+
+
+@pytest.mark.skipif(not HAVE_SIPP, reason="sipp (sip-tester) not installed")
+def test_sip_calls_through_voxlane_start_on_real_engines(tmp_path: Path) -> None:
+    """``voxlane start --sip --providers local`` with the example receptionist: the worker
+    runs the gateway and the LLM server, the call's job process connects to them; the
+    caller speaks, is heard, hears a reply, hangs up during it."""
+    pytest.importorskip("faster_whisper")
+    pytest.importorskip("llama_cpp")
+    proc = None
+    try:
+        result, proc, _ = _sip_worker_call(
+            tmp_path, RECEPTIONIST, "uac_bye_late.xml", "--providers", "local",
+            "--rtp-timeout", "15",
+        )
+        proc.send_signal(signal.SIGTERM)
+        code = _stop_and_wait(proc, 20)
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    assert result.returncode == 0, result.errors or result.stdout
+    assert code == 0
+    (report,) = _reports(tmp_path)
+    assert report["supervisor"]["outcome"] == "closed"
+    assert report["close"]["reason"] == "participant_disconnected"
+    assert report["close"]["open_connections_after"] == 0
+    steps = {s["name"] for s in report["close"]["steps"]}
+    assert {"close gateway-stt", "close silero-vad"} <= steps  # real providers, in the job
+    users = " ".join(m["text"] for m in report["history"] if m["role"] == "user").lower()
+    assert "tonight" in users or "table" in users, report["history"]
+    assert any(m["role"] == "assistant" and m["text"].strip() for m in report["history"])
+    assert report["sip"]["rtp"]["loud_packets_out"] > 25  # piper's voice, over RTP
 
 
 def _alive(pid: int) -> bool:

@@ -32,6 +32,9 @@ class LocalStack:
     caller_voice: TTS
     """A second voice (espeak-ng) for synthetic callers."""
     gateway_url: str
+    api_key: str
+    llm_base_url: str | None = None
+    """The local LLM server's URL when this stack started it (None: ``llm`` was given)."""
 
 
 def _silero() -> VAD | None:
@@ -43,6 +46,42 @@ def _silero() -> VAD | None:
         return None
     vad: VAD = SileroVAD()
     return vad
+
+
+def connect_stack(
+    gateway_url: str,
+    api_key: str,
+    *,
+    llm: LLM | None = None,
+    llm_base_url: str | None = None,
+    voice: str = "joe",
+    max_tokens: int = 80,
+) -> LocalStack:
+    """Providers for a running gateway (and LLM server): what :func:`local_stack` yields,
+    and what a job process builds from the URLs its worker passes it. ``llm`` wins over
+    ``llm_base_url`` (an OpenAI-compatible server, SmolLM2 by default); one is required."""
+    if llm is None:
+        if llm_base_url is None:
+            raise ValueError("connect_stack needs an llm or an llm_base_url")
+        from voxlane.providers.openai_llm import OpenAICompatibleLLM
+
+        llm = OpenAICompatibleLLM(
+            base_url=llm_base_url,
+            api_key="local",
+            model="smollm2",
+            temperature=0.0,
+            max_tokens=max_tokens,
+        )
+    return LocalStack(
+        stt=GatewaySTT(url=f"{gateway_url}/v1/stt", api_key=api_key),
+        tts=GatewayTTS(url=f"{gateway_url}/v1/tts", api_key=api_key, voice=voice),
+        vad=_silero(),
+        llm=llm,
+        caller_voice=GatewayTTS(url=f"{gateway_url}/v1/tts", api_key=api_key, voice="espeak"),
+        gateway_url=gateway_url,
+        api_key=api_key,
+        llm_base_url=llm_base_url,
+    )
 
 
 @contextlib.asynccontextmanager
@@ -70,27 +109,15 @@ async def local_stack(
             gateway_url = server.url
         if api_key is None:
             raise ValueError("an external gateway needs its API key")
+        llm_base_url = None
         if llm is None:
             from voxlane.providers.llama_server import LlamaServer
-            from voxlane.providers.openai_llm import OpenAICompatibleLLM
 
             console.print("[dim]starting the local LLM (SmolLM2-135M on llama.cpp)...[/]")
             llama = LlamaServer()
-            base_url = await llama.start()
+            llm_base_url = await llama.start()
             stack.push_async_callback(llama.aclose)
-            llm = OpenAICompatibleLLM(
-                base_url=base_url,
-                api_key="local",
-                model="smollm2",
-                temperature=0.0,
-                max_tokens=max_tokens,
-            )
-        assert llm is not None
-        yield LocalStack(
-            stt=GatewaySTT(url=f"{gateway_url}/v1/stt", api_key=api_key),
-            tts=GatewayTTS(url=f"{gateway_url}/v1/tts", api_key=api_key, voice=voice),
-            vad=_silero(),
-            llm=llm,
-            caller_voice=GatewayTTS(url=f"{gateway_url}/v1/tts", api_key=api_key, voice="espeak"),
-            gateway_url=gateway_url,
+        yield connect_stack(
+            gateway_url, api_key, llm=llm, llm_base_url=llm_base_url, voice=voice,
+            max_tokens=max_tokens,
         )

@@ -31,6 +31,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="seconds without RTP after which a SIP caller is gone")
     p.add_argument("--allow", action="append", default=None, metavar="CIDR",
                    help="accept SIP calls only from these sources (repeatable)")
+    p.add_argument("--providers", default="fake", choices=["fake", "local"],
+                   help="SIP calls' providers. fake: energy-based fakes; local: real engines "
+                        "(the worker runs the embedded gateway and the local LLM server, "
+                        "each job connects to them)")
+    p.add_argument("--gateway", default=None, metavar="URL",
+                   help="with --providers local: use this gateway instead of the embedded one")
+    p.add_argument("--api-key", default=None, help="the --gateway's API key")
+    p.add_argument("--stt-engine", default="whisper", choices=["whisper", "pocketsphinx"])
     p.add_argument("--synthetic", type=int, metavar="N", help="N concurrent synthetic calls")
     p.add_argument("--synthetic-total", type=int, default=None, help="stop after this many")
     p.add_argument("--call-seconds", type=float, default=3.0, help="synthetic call length")
@@ -45,6 +53,9 @@ def run_start(args: argparse.Namespace) -> int:
     if bool(args.sip) == bool(args.synthetic):
         print("voxlane start: choose one call source (--sip HOST:PORT or --synthetic N)",
               file=sys.stderr)
+        return 2
+    if args.providers != "fake" and not args.sip:
+        print("voxlane start: --providers local is for SIP calls (--sip)", file=sys.stderr)
         return 2
     if args.sip:
         try:
@@ -67,6 +78,28 @@ def run_start(args: argparse.Namespace) -> int:
 
 
 async def _main(args: argparse.Namespace) -> int:
+    if args.providers != "local":
+        return await _run_worker(args, None)
+    from rich.console import Console
+
+    from voxlane.cli.stack import local_stack
+    from voxlane.gateway.engines.base import EngineError
+    from voxlane.providers.llama_server import LlamaServerError
+
+    # The engines live here, once; each call's job process connects to them.
+    try:
+        async with local_stack(console=Console(stderr=True), gateway_url=args.gateway,
+                               api_key=args.api_key, stt_engine=args.stt_engine) as stack:
+            urls: dict[str, str | None] = {"gateway_url": stack.gateway_url,
+                                           "api_key": stack.api_key,
+                                           "llm_base_url": stack.llm_base_url}
+            return await _run_worker(args, urls)
+    except (LlamaServerError, EngineError, ModuleNotFoundError) as exc:
+        print(f"voxlane start: the local stack did not start: {exc}", file=sys.stderr)
+        return 2
+
+
+async def _run_worker(args: argparse.Namespace, stack: dict[str, str | None] | None) -> int:
     # Imported here: `voxlane --help` and the other commands need none of the worker.
     from voxlane.core.supervision import LadderConfig
     from voxlane.worker.metrics import MetricsServer, WorkerMetrics
@@ -83,6 +116,7 @@ async def _main(args: argparse.Namespace) -> int:
             host=host, port=port, rtp_port_range=_port_range(args.rtp_ports),
             rtp_timeout_s=args.rtp_timeout,
             allowed_sources=tuple(args.allow) if args.allow else None,
+            providers=args.providers, stack=stack,
             llm=template.llm if template is not None else None,
             metadata=dict(template.metadata) if template is not None else {},
         ))

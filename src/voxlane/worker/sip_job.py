@@ -24,7 +24,7 @@ from voxlane.worker.synthetic import fake_replies
 
 __all__ = ["SipJob", "open_sip_job"]
 
-PROVIDERS = ("fake",)
+PROVIDERS = ("fake", "local")
 
 
 @dataclass
@@ -70,13 +70,32 @@ class SipJob:
         }
 
 
+def session_providers(spec: dict[str, Any]) -> dict[str, Any]:
+    """``stt``, ``vad``, ``llm``, ``tts`` for the call's session. ``"fake"``: the testing
+    kit's energy-based fakes, the LLM scripted by ``spec["llm"]``. ``"local"``: the worker's
+    local stack — ``spec["stack"]`` has its gateway URL and key and its LLM server's URL
+    (a ``spec["llm"]`` script replaces that LLM)."""
+    kind = spec.get("providers", "fake")
+    script = FakeLLM(fake_replies(spec["llm"])) if "llm" in spec else None
+    if kind == "fake":
+        return {"stt": FakeSTT(), "vad": FakeVAD(), "llm": script or FakeLLM(), "tts": FakeTTS()}
+    if kind == "local":
+        from voxlane.cli.stack import connect_stack
+
+        where = spec.get("stack") or {}
+        stack = connect_stack(
+            str(where["gateway_url"]), str(where["api_key"]), llm=script,
+            llm_base_url=where.get("llm_base_url"),
+        )
+        return {"stt": stack.stt, "vad": stack.vad, "llm": stack.llm, "tts": stack.tts}
+    raise ValueError(f"unknown providers {kind!r} (choose from {', '.join(PROVIDERS)})")
+
+
 async def open_sip_job(spec: dict[str, Any], clock: Clock, session_id: str) -> SipJob:
     """Open the RTP socket and build the session. Raises ``OSError`` when no RTP port is
     free and ``ValueError`` for a spec it cannot run (the job then reports the error and
     the worker rejects the call)."""
-    providers = spec.get("providers", "fake")
-    if providers not in PROVIDERS:
-        raise ValueError(f"unknown providers {providers!r} (choose from {', '.join(PROVIDERS)})")
+    providers = session_providers(spec)  # first: a spec it cannot run opens no socket
     negotiation = negotiate(parse_sdp(str(spec["sdp_offer"]).encode()))
     ports = spec.get("rtp_port_range")
     call_id = str(spec["call_id"])
@@ -94,10 +113,7 @@ async def open_sip_job(spec: dict[str, Any], clock: Clock, session_id: str) -> S
 
     media.on_timeout = caller_gone
     session = AgentSession(
-        stt=FakeSTT(),
-        vad=FakeVAD(),
-        llm=FakeLLM(fake_replies(spec.get("llm", []))),
-        tts=FakeTTS(),
+        **providers,
         close_timeout=float(spec.get("close_timeout", 4.0)),
         session_id=session_id,
         clock=clock,

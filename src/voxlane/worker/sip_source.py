@@ -62,6 +62,7 @@ class SipSourceConfig:
     sockets (None: ephemeral). ``max_dialogs`` bounds the signaling core; the worker's
     ``max_jobs`` decides who is answered. ``llm`` and ``providers`` reach the job's
     session (``"fake"``: the testing kit's energy-based fakes, ``llm`` their script;
+    ``"local"``: real engines behind the ``stack`` URLs;
     ``scripts`` maps a dialed user part to its own script). The job's ``JobContext.metadata``
     is ``metadata`` plus ``sip_to_user`` (the dialed number or name) and ``sip_from``."""
 
@@ -74,6 +75,9 @@ class SipSourceConfig:
     max_call_s: float = 4 * 3600.0
     max_dialogs: int = 1000
     providers: str = "fake"
+    stack: dict[str, str | None] | None = None
+    """With ``providers="local"``: ``gateway_url``, ``api_key``, ``llm_base_url`` of the
+    local stack the worker runs (see ``voxlane.cli.stack``)."""
     llm: tuple[dict[str, Any], ...] | None = None
     scripts: dict[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
@@ -119,6 +123,7 @@ class SipCall:
             "close_timeout": cfg.close_timeout,
             "max_call_s": cfg.max_call_s,
             "providers": cfg.providers,
+            "stack": dict(cfg.stack) if cfg.stack else None,
             "metadata": {
                 **cfg.metadata,
                 "sip_to_user": self.dialed_user,
