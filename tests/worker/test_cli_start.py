@@ -4,6 +4,7 @@ signal forces, reports for all, exit 0; offers during the drain are rejected."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import selectors
@@ -13,6 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -148,36 +150,41 @@ def test_start_needs_exactly_one_valid_call_source(
     assert "voxlane start:" in capsys.readouterr().err
 
 
+@contextlib.contextmanager
 def _sip_worker_call(
     tmp_path: Path, agent: Path, scenario: str, *extra: str
-) -> tuple[SippResult, subprocess.Popen[str], dict[str, Any]]:
+) -> Iterator[tuple[SippResult, subprocess.Popen[str], dict[str, Any]]]:
     """Start ``voxlane start --sip`` on a free port, wait until it takes calls (/healthz),
-    place one sipp call. Returns sipp's result, the running worker and its started line."""
+    place one sipp call; yield sipp's result, the running worker and its started line. The
+    worker is killed (by PID) on the way out if the test did not stop it."""
     (tmp_path / "sipp").mkdir()
     workdir = prepare_workdir(tmp_path / "sipp")
     cmd = [sys.executable, "-m", "voxlane.cli.main", "start", str(agent),
            "--reports", str(tmp_path / "reports"), "--metrics-port", "0", "--max-jobs", "2",
            "--sip", f"{HOST}:0", *extra]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=os.environ.copy())
-    started = _line(proc, 60)
-    sip_port = int(started["sip"].rpartition(":")[2])
-    deadline = time.monotonic() + 20
-    while _healthz(int(started["metrics_port"])) != 200:  # job pool warm: calls are taken
-        assert time.monotonic() < deadline and proc.poll() is None, "never ready"
-        time.sleep(0.1)
-    result = asyncio.run(run_sipp(workdir, scenario, sip_port, timeout_s=40))
-    return result, proc, started
+    try:
+        started = _line(proc, 60)
+        sip_port = int(started["sip"].rpartition(":")[2])
+        deadline = time.monotonic() + 20
+        while _healthz(int(started["metrics_port"])) != 200:  # pool warm: calls are taken
+            assert time.monotonic() < deadline and proc.poll() is None, "never ready"
+            time.sleep(0.1)
+        result = asyncio.run(run_sipp(workdir, scenario, sip_port, timeout_s=40))
+        yield result, proc, started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
 
 
 @pytest.mark.skipif(not HAVE_SIPP, reason="sipp (sip-tester) not installed")
 def test_sip_calls_through_voxlane_start(tmp_path: Path) -> None:
     """``voxlane start --sip``: a real sipp call mid-reply hangup, then SIGTERM; the call's
     job reports a clean close, /metrics counts it, the worker exits 0."""
-    proc = None
-    try:
-        result, proc, started = _sip_worker_call(
-            tmp_path, AGENT, "uac_bye_mid_reply.xml", "--rtp-timeout", "5"
-        )
+    with _sip_worker_call(
+        tmp_path, AGENT, "uac_bye_mid_reply.xml", "--rtp-timeout", "5"
+    ) as (result, proc, started):
         metrics_port = int(started["metrics_port"])
         deadline = time.monotonic() + 5
         while _metric(metrics_port, 'voxlane_jobs_total{outcome="closed"}') < 1:
@@ -187,10 +194,6 @@ def test_sip_calls_through_voxlane_start(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         code = _stop_and_wait(proc, 15)
         stopped = _line(proc, 5)
-    finally:
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
     assert result.returncode == 0, result.errors or result.stdout
     assert code == 0
     assert stopped["outcomes"] == {"closed": 1}
@@ -234,18 +237,11 @@ def test_sip_calls_through_voxlane_start_on_real_engines(tmp_path: Path) -> None
     caller speaks, is heard, hears a reply, hangs up during it."""
     pytest.importorskip("faster_whisper")
     pytest.importorskip("llama_cpp")
-    proc = None
-    try:
-        result, proc, _ = _sip_worker_call(
-            tmp_path, RECEPTIONIST, "uac_bye_late.xml", "--providers", "local",
-            "--rtp-timeout", "15",
-        )
+    with _sip_worker_call(
+        tmp_path, RECEPTIONIST, "uac_bye_late.xml", "--providers", "local", "--rtp-timeout", "15"
+    ) as (result, proc, _):
         proc.send_signal(signal.SIGTERM)
         code = _stop_and_wait(proc, 20)
-    finally:
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
     assert result.returncode == 0, result.errors or result.stdout
     assert code == 0
     (report,) = _reports(tmp_path)

@@ -73,6 +73,11 @@ class AgentActivity:
         self._start_next()
 
     @property
+    def has_live_tasks(self) -> bool:
+        """Whether any of its tasks (speech, tools, hooks) is still running."""
+        return bool(self._owner.live)
+
+    @property
     def current_speech(self) -> SpeechHandle | None:
         sid = self._queue.current
         return self._handles.get(sid) if sid else None

@@ -522,10 +522,12 @@ class AgentSession(EventEmitter):
 
         t = clock.now()
         results: list[Any]
-        if len(activities) == 1 and not (self._input and self._input.expects_trailing_final):
-            # The usual case needs no concurrency: one agent to settle, and the input has
-            # nothing to wait for (it returns at once). Awaiting directly spares the tasks
-            # gather would make; every step stays bounded by the settle deadline.
+        quiet_input = not (self._input and self._input.expects_trailing_final)
+        if len(activities) == 1 and quiet_input and not activities[0].has_live_tasks:
+            # The usual silent close needs no concurrency: one idle agent (its settle takes
+            # a loop turn or two) and an input with nothing to wait for. Awaiting directly
+            # spares the tasks gather would make; a busy agent or a pending transcript
+            # settle concurrently, so neither eats the other's window.
             results = [await _settled(activities[0].close(plan.settle_deadline))]
             results.append(await _settled(settle_input()))
         else:
