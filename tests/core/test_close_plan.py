@@ -1,6 +1,6 @@
 import pytest
 
-from voxlane.core.close_plan import CloseBudget, ClosePlan, DrainPlan
+from voxlane.core.close_plan import Budget, DrainPlan
 
 
 @pytest.mark.parametrize(
@@ -10,15 +10,16 @@ from voxlane.core.close_plan import CloseBudget, ClosePlan, DrainPlan
 def test_deadlines_are_ordered_and_within_budget(
     timeout: float, share: float, reserve: float
 ) -> None:
-    b = CloseBudget(close_timeout=timeout, settle_share=share, emit_reserve=reserve)
-    p = ClosePlan.start(100.0, b)
-    assert 100.0 < p.settle_deadline < p.teardown_deadline <= p.hard_deadline
+    b = Budget(close_timeout=timeout, settle_share=share, emit_reserve=reserve)
+    p = b.close(100.0)
+    assert 100.0 < p.settle_wait_deadline < p.cancel_deadline < p.settle_deadline
+    assert p.settle_deadline < p.teardown_deadline <= p.hard_deadline
     assert p.hard_deadline == pytest.approx(100.0 + timeout)
     assert p.teardown_deadline == pytest.approx(100.0 + timeout - reserve)
 
 
 def test_step_deadline_is_a_fair_share_of_what_is_left() -> None:
-    p = ClosePlan.start(0.0, CloseBudget(close_timeout=4.0, settle_share=0.5, emit_reserve=0.0))
+    p = Budget(close_timeout=4.0, settle_share=0.5, emit_reserve=0.0).close(0.0)
     # At t=2 (after settle), 2 s left for 4 steps: each gets 0.5 s at most.
     assert p.step_deadline(2.0, 4) == pytest.approx(2.5)
     # A step that used nothing leaves its time to the rest.
@@ -36,11 +37,24 @@ def test_step_deadline_is_a_fair_share_of_what_is_left() -> None:
         {"settle_share": 0},
         {"settle_share": 1},
         {"emit_reserve": 5.0},
+        {"drain_timeout": 0},
+        {"settle_wait_share": 1},
+        {"stream_release_timeout": 0},
     ],
 )
 def test_invalid_budgets_are_refused(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
-        CloseBudget(**kwargs)
+        Budget(**kwargs)
+
+
+def test_one_plan_holds_every_split() -> None:
+    b = Budget(close_timeout=4.0, emit_reserve=0.0, settle_share=0.5, settle_wait_share=0.75)
+    p = b.close(10.0)
+    assert p.settle_deadline == pytest.approx(12.0)
+    assert p.settle_wait_deadline == pytest.approx(11.5)
+    assert p.cancel_deadline == pytest.approx(11.75)
+    assert b.drain(10.0).deadline == pytest.approx(20.0)
+    assert b.stream_release_deadline(10.0) == pytest.approx(11.0)
 
 
 def test_drain_plan() -> None:

@@ -155,6 +155,7 @@ async def test_provider_whose_aclose_raises_is_still_released() -> None:
     from voxlane.testing import RaisingCloseSTT
 
     h = await start_harness(ScriptAgent(greeting=None), stt=RaisingCloseSTT())
+    await asyncio.sleep(0.05)  # the participant is linked: its STT stream is open
     event = await h.session.aclose()
     step = next(s for s in event.report.steps if s.name == "close fake-stt")
     assert step.outcome == "error" and "on purpose" in (step.error or "")

@@ -109,10 +109,23 @@ async def run_step(
     )
 
 
+@runtime_checkable
+class DeadlineAware(Protocol):
+    def set_release_deadline(self, deadline: float) -> None:
+        """The loop time this resource must be released by: a graceful close must not plan
+        past it (``abort()`` follows if it does)."""
+        ...
+
+
 async def bounded_aclose(
     name: str, resource: AsyncResource, deadline: float, *, clock: Clock = DEFAULT_CLOCK
 ) -> StepReport:
-    """``resource.aclose()`` under ``deadline``; ``abort()`` it if that fails or hangs."""
+    """``resource.aclose()`` under ``deadline``; ``abort()`` it if that fails or hangs.
+
+    A resource that wants to know (``DeadlineAware``) is told ``deadline`` first.
+    """
+    if isinstance(resource, DeadlineAware):
+        resource.set_release_deadline(deadline)
     return await run_step(
         name, resource.aclose, deadline, on_expiry=lambda: _safe_abort(resource), clock=clock
     )
@@ -121,8 +134,10 @@ async def bounded_aclose(
 class ResourceStack:
     """Resources registered at acquisition, closed in reverse order with bounded steps.
 
-    ``push`` when a resource is acquired; ``discard`` when its user closed it normally.
-    The owner's teardown ``take_all()``s and closes each with :func:`bounded_aclose`.
+    ``push`` when a resource is acquired; ``discard`` once its user has released it.
+    The owner's teardown calls :meth:`release`: a resource leaves the stack only once its
+    bounded close has returned (released, or aborted), so a teardown cut short leaves
+    everything not yet released where :meth:`abort_all` finds it.
     """
 
     def __init__(self) -> None:
@@ -136,6 +151,23 @@ class ResourceStack:
 
     def __len__(self) -> int:
         return len(self._items)
+
+    async def release(
+        self,
+        deadline_for: Callable[[float, int], float],
+        *,
+        clock: Clock = DEFAULT_CLOCK,
+    ) -> list[StepReport]:
+        """Close every resource, newest first, each with :func:`bounded_aclose` by
+        ``deadline_for(now, resources_left)``; a resource is dropped once that returned.
+        Resources pushed meanwhile are closed too."""
+        reports: list[StepReport] = []
+        while self._items:
+            name, resource = self._items[-1]
+            deadline = deadline_for(clock.now(), len(self._items))
+            reports.append(await bounded_aclose(f"close {name}", resource, deadline, clock=clock))
+            self.discard(resource)
+        return reports
 
     def take_all(self) -> list[tuple[str, AsyncResource]]:
         """Unregister and return everything, newest first (the order to close it in)."""

@@ -90,11 +90,17 @@ def abandoned_tasks() -> frozenset[asyncio.Task[Any]]:
 
 
 async def cancel_and_wait(
-    tasks: Iterable[asyncio.Task[Any]], deadline: float, clock: Clock = DEFAULT_CLOCK
+    tasks: Iterable[asyncio.Task[Any]],
+    deadline: float,
+    clock: Clock = DEFAULT_CLOCK,
+    *,
+    recancel_at: float | None = None,
 ) -> list[AbandonedTask]:
     """Cancel ``tasks``, wait for them until ``deadline`` (cancelling twice), abandon the rest.
 
-    Returns on time whatever the tasks do (swallow ``CancelledError``, shield, hang).
+    The second cancel goes out at ``recancel_at`` (a close plan's ``cancel_deadline``;
+    default: halfway to ``deadline``): a task that swallowed the first cancel may honour a
+    second. Returns on time whatever the tasks do (swallow ``CancelledError``, shield, hang).
     If the caller is cancelled meanwhile, the tasks are left cancelled and the caller's
     cancellation propagates.
     """
@@ -104,8 +110,8 @@ async def cancel_and_wait(
     for task in pending:
         task.cancel()
     now = clock.now()
-    # First wait: half the time. A task that swallowed the first cancel may honour a second.
-    _, pending = await asyncio.wait(pending, timeout=max(0.0, (deadline - now) / 2))
+    second = recancel_at if recancel_at is not None else now + (deadline - now) / 2
+    _, pending = await asyncio.wait(pending, timeout=max(0.0, min(second, deadline) - now))
     if pending:
         for task in pending:
             task.cancel()
@@ -162,7 +168,11 @@ class TaskOwner:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
 
-    def spawn(self, coro: Coroutine[Any, Any, T], *, name: str) -> asyncio.Task[T]:
+    def spawn(
+        self, coro: Coroutine[Any, Any, T], *, name: str, joined: bool = False
+    ) -> asyncio.Task[T]:
+        """Run ``coro`` as an owned task. ``joined``: the spawner awaits the result (with
+        :func:`join`) and handles its error itself, so ``on_error`` is not told of it."""
         if self._closed:
             coro.close()
             raise ClosedError(f"{self.name}: cannot spawn {name!r}, owner is shutting down")
@@ -171,8 +181,11 @@ class TaskOwner:
         ctx = self._context.copy() if self._context is not None else None
         task = asyncio.get_running_loop().create_task(coro, name=f"{self.name}/{name}", context=ctx)
         self._tasks.add(task)
-        task.add_done_callback(self._on_done)
+        task.add_done_callback(self._on_joined_done if joined else self._on_done)
         return task
+
+    def _on_joined_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
 
     def _on_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
@@ -194,7 +207,9 @@ class TaskOwner:
     def closed(self) -> bool:
         return self._closed
 
-    async def shutdown(self, deadline: float) -> list[AbandonedTask]:
+    async def shutdown(
+        self, deadline: float, *, recancel_at: float | None = None
+    ) -> list[AbandonedTask]:
         """Refuse new tasks; cancel and wait for the live ones until ``deadline``; abandon."""
         self._closed = True
-        return await cancel_and_wait(self.live, deadline, self._clock)
+        return await cancel_and_wait(self.live, deadline, self._clock, recancel_at=recancel_at)

@@ -4,11 +4,8 @@ Each lifecycle is an enum of states, an enum of events and a table
 ``{(state, event): next_state}``. Anything not in the table is illegal and raises
 :class:`~voxlane.errors.IllegalTransition` naming the machine, the state and the event.
 
-Session::
-
-    NEW ──start──▶ STARTING ──started──▶ RUNNING ──drain──▶ DRAINING
-     │                │                    │                   │
-     └────close───────┴───────close────────┴──────close────────┴──▶ CLOSING ──closed──▶ CLOSED
+The session and activity lifecycles are in :mod:`voxlane.core.lifecycle`; their states
+and the close reasons are defined here so that light modules can name them.
 
 Speech (one ``SpeechHandle``)::
 
@@ -59,31 +56,6 @@ class SessionState(Enum):
     DRAINING = "draining"
     CLOSING = "closing"
     CLOSED = "closed"
-
-
-class SessionEvent(Enum):
-    START = "start"
-    STARTED = "started"
-    DRAIN = "drain"
-    CLOSE = "close"
-    CLOSED = "closed"
-
-
-_SS, _SE = SessionState, SessionEvent
-SESSION_TRANSITIONS: dict[tuple[SessionState, SessionEvent], SessionState] = {
-    (_SS.NEW, _SE.START): _SS.STARTING,
-    (_SS.NEW, _SE.CLOSE): _SS.CLOSING,
-    (_SS.STARTING, _SE.STARTED): _SS.RUNNING,
-    (_SS.STARTING, _SE.CLOSE): _SS.CLOSING,
-    (_SS.RUNNING, _SE.DRAIN): _SS.DRAINING,
-    (_SS.RUNNING, _SE.CLOSE): _SS.CLOSING,
-    (_SS.DRAINING, _SE.CLOSE): _SS.CLOSING,
-    (_SS.CLOSING, _SE.CLOSED): _SS.CLOSED,
-}
-
-
-def session_machine() -> StateMachine[SessionState, SessionEvent]:
-    return StateMachine("session", SESSION_TRANSITIONS, SessionState.NEW)
 
 
 class SpeechState(Enum):

@@ -26,6 +26,9 @@ class ProviderStream:
         self._ledger = ledger or LEDGER
         self._entry: LedgerEntry | None = None
         self._closed = False
+        self.release_deadline: float | None = None
+        """Loop time the session's close plan needs this stream released by (set by the
+        teardown before ``aclose``); a graceful close should not plan past it."""
 
     # -- ledger -------------------------------------------------------------------------
     def _mark_open(self) -> None:
@@ -46,6 +49,9 @@ class ProviderStream:
         return self._closed
 
     # -- closing ------------------------------------------------------------------------
+    def set_release_deadline(self, deadline: float) -> None:
+        self.release_deadline = deadline
+
     async def aclose(self) -> None:
         """Close gracefully if possible; always release. Idempotent."""
         if self._closed:

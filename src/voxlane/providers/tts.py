@@ -31,6 +31,10 @@ class TTSStream(ProviderStream):
 class TTS(ABC):
     label: str = "tts"
     sample_rate: int = 16000
+    chars_per_second: float = 15.0
+    """The voice's speaking rate (about 150 words a minute by default): how much of a reply's
+    text a given length of its audio carries, so a reply cut short is recorded as far as
+    it was heard."""
 
     @abstractmethod
     def stream(self) -> TTSStream: ...

@@ -280,6 +280,7 @@ class FakeTTS(TTS):
         self.label = label
         self.sample_rate = sample_rate
         self.seconds_per_char = seconds_per_char
+        self.chars_per_second = 1.0 / seconds_per_char
         self.frame_s = frame_s
         self.freq = freq
         self.first_frame_delay = first_frame_delay

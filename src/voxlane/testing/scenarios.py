@@ -33,7 +33,7 @@ from voxlane.testing.caller import ScriptedCaller
 from voxlane.testing.fakes import FakeLLM, FakeReply, FakeSTT, FakeTTS, FakeVAD
 from voxlane.transports.local import LocalRoom
 from voxlane.voice.agent import Agent
-from voxlane.voice.events import CloseEvent
+from voxlane.voice.events import CloseEvent, ConversationItemAdded
 from voxlane.voice.session import AgentSession
 from voxlane.voice.tools import RunContext, function_tool
 
@@ -179,9 +179,28 @@ async def make_busy(name: str, *, close_timeout: float = 4.0, busy_for: float = 
     caller = ScriptedCaller(room, stt=stt)
     await session.start(agent, room=room)
     if scenario.user_turn:
-        session.on_user_turn("please do the thing")  # the path a completed turn takes
+        await ask(session, caller, "please do the thing")
     await asyncio.sleep(busy_for)
     return Busy(session, agent, room, caller, stt, closes)
+
+
+async def ask(
+    session: AgentSession, caller: ScriptedCaller, text: str, *, timeout: float = 10.0
+) -> None:
+    """The caller says ``text``; returns once the session committed it as a user turn (the
+    caller keeps the line open with silence meanwhile, as a phone line does)."""
+    committed = asyncio.Event()
+
+    def on_item(event: ConversationItemAdded) -> None:
+        if event.item.role == "user" and event.item.text == text:
+            committed.set()
+
+    session.on("conversation_item_added", on_item)
+    try:
+        await caller.say(text)
+        await caller.silence_until(committed, timeout)
+    finally:
+        session.off("conversation_item_added", on_item)
 
 
 async def close_via(busy: Busy, entry: str) -> CloseEvent:

@@ -1,16 +1,16 @@
-"""AgentActivity: runs one agent — its speech queue, speech tasks, tools and hooks.
+"""AgentActivity: runs one agent — its speech queue, speech tasks, tools and hooks — through
+the pure :class:`~voxlane.core.lifecycle.ActivityLifecycle`.
 
-Every task here (speech, tool, hook) is owned by the activity's ``TaskOwner``; every
-provider stream opened by its speeches is registered in its ``ResourceStack``. The activity
-never holds a lock across an await: scheduling decisions are synchronous (``SpeechQueue``),
-started from ``schedule`` and from a finishing speech's ``finally``.
+Every task here (speech, tool, hook) is owned by the activity's ``TaskOwner``; every provider
+stream opened by its speeches is registered in its ``ResourceStack`` at once. Scheduling
+decisions are synchronous (``SpeechQueue``); lifecycle decisions are the machine's: this
+module feeds it events and carries out the commands it returns.
 
-Two ways to end (DESIGN §2, I4):
-* ``drain(deadline)`` — graceful: queued and current speech play out, then ``on_exit``;
-  returns False if the deadline passed first (the caller escalates to ``close``).
-* ``close(settle_deadline)`` — forced: interrupt everything, give tasks
-  (and ``on_exit``) until ``settle_deadline``, cancel, abandon what is left. Always returns
-  on time. Its open streams stay in ``streams`` for the session's teardown.
+How it ends: ``drain(now, deadline)`` (graceful: queued speech plays, then ``on_exit``) or
+``close(now, plan)`` (forced: interrupt, settle by the plan's deadlines, abandon what is
+left). Either starts the activity's one *end task*, which walks the machine to CLOSED —
+streams released included — and always finishes by the plan's teardown deadline. The
+session awaits it (bounded) and keeps the activity until it is CLOSED.
 """
 
 from __future__ import annotations
@@ -18,12 +18,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
-from voxlane.aio.closing import ResourceStack
-from voxlane.aio.tasks import AbandonedTask, TaskOwner, join, wait_event
+from voxlane.aio.closing import ResourceStack, StepReport
+from voxlane.aio.tasks import AbandonedTask, TaskOwner, abandon, join, wait_event
 from voxlane.chat import ChatContext, ChatMessage
+from voxlane.core.close_plan import Budget, ClosePlan
+from voxlane.core.lifecycle import ActivityCommand, ActivityLifecycle, ActivityState
 from voxlane.core.scheduling import SpeechQueue
+from voxlane.core.states import SpeechState
 from voxlane.errors import ClosedError, SessionClosedError
 from voxlane.voice.agent import Agent, StopResponse
 from voxlane.voice.events import AgentState
@@ -33,65 +36,234 @@ from voxlane.voice.speech import SpeechHandle
 
 log = logging.getLogger("voxlane.activity")
 SpeechBody = Callable[[SpeechHandle], Coroutine[Any, Any, None]]
+Reply = Callable[[], object]
+T = TypeVar("T")
+
+_S, _C = ActivityState, ActivityCommand
 
 
 class AgentActivity:
-    def __init__(self, agent: Agent, services: SessionServices) -> None:
+    def __init__(
+        self,
+        agent: Agent,
+        services: SessionServices,
+        budget: Budget,
+        *,
+        on_change: Callable[[AgentActivity], None] = lambda _: None,
+    ) -> None:
         self.agent = agent
+        self._on_change = on_change
         self._svc = services
         self._clock = services.clock
+        self.name = type(agent).__name__
+        self.life = ActivityLifecycle(self.name, budget)
         self._owner = TaskOwner(
-            f"agent:{type(agent).__name__}",
+            f"agent:{self.name}",
             on_error=self._on_task_error,
             clock=self._clock,
             context=services.task_context,
         )
         self.streams = ResourceStack()
-        self._queue = SpeechQueue(paused=True)  # resumed by start()
+        self._queue = SpeechQueue(paused=True)  # resumed on ENTER
         self._handles: dict[str, SpeechHandle] = {}
         self._bodies: dict[str, SpeechBody] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._accepting = True
-        self._entered = False
+        self._changed = asyncio.Event()  # idle, on_exit done, or a forced close: re-check
+        self._on_exit: asyncio.Task[None] | None = None
+        self._end: asyncio.Task[None] | None = None
+        self._deferred_turns: list[tuple[ChatMessage, Reply]] = []
+        self._reserve_steps = 0
+        self.undelivered: list[SpeechHandle] = []
+        """Speech queued to this agent that never started (it was closed first)."""
+        self.abandoned: list[AbandonedTask] = []
+        self.steps: list[StepReport] = []
         self.generator = SpeechGenerator(
             services,
             self.streams,
-            lambda coro, name: self._owner.spawn(coro, name=name),
+            self._spawn,
             instructions=agent.instructions,
             tools=agent.tools,
+            release_deadline=budget.stream_release_deadline,
         )
 
-    # -- lifecycle ------------------------------------------------------------------------
-    def start(self) -> None:
-        """Begin scheduling speech and run ``on_enter`` (as an owned task, not awaited)."""
-        self.agent.attach(self._svc.as_session())
-        self._entered = True
-        self._queue.resume()
-        self._owner.spawn(self.agent.on_enter(), name="on_enter")
-        self._start_next()
+    def __repr__(self) -> str:
+        return f"<AgentActivity {self.name} {self.life.state.value}>"
+
+    def _spawn(
+        self, coro: Coroutine[Any, Any, T], name: str, *, joined: bool = False
+    ) -> asyncio.Task[T]:
+        return self._owner.spawn(coro, name=name, joined=joined)
+
+    # -- state ----------------------------------------------------------------------------
+    @property
+    def state(self) -> ActivityState:
+        return self.life.state
 
     @property
     def has_live_tasks(self) -> bool:
-        """Whether any of its tasks (speech, tools, hooks) is still running."""
         return bool(self._owner.live)
 
     @property
     def current_speech(self) -> SpeechHandle | None:
-        sid = self._queue.current
+        """What plays now: a nested speech (a tool's "one moment") before its parent."""
+        sid = self._queue.nested_current or self._queue.current
         return self._handles.get(sid) if sid else None
 
+    def owns(self, handle: SpeechHandle) -> bool:
+        return handle.id in self._handles
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def start(self) -> None:
+        """Attach the agent, run ``on_enter`` (owned, not awaited), start queued speech and
+        the user turns that arrived while this agent was pending."""
+        self._apply(self.life.start(self._clock.now()))
+
+    def drain(self, deadline: float | None = None, *, purpose: str = "handoff") -> None:
+        """Graceful end by ``deadline``: queued speech plays, then ``on_exit``. Past the
+        deadline it escalates to a forced close. A pending activity is closed at once."""
+        self._apply(self.life.drain(self._clock.now(), deadline, purpose=purpose))
+        self._ensure_end()
+
+    def close(self, plan: ClosePlan | None = None, *, reserve_steps: int = 0) -> None:
+        """Forced end on ``plan``: synchronously interrupts everything; the end task settles
+        and releases. ``reserve_steps``: teardown steps the caller still has to run after
+        this activity's streams (they keep a fair share of the teardown window)."""
+        self._reserve_steps = max(self._reserve_steps, reserve_steps)
+        self._apply(self.life.close(self._clock.now(), plan))
+        self._ensure_end()
+
+    async def wait_closed(self, deadline: float) -> bool:
+        """Wait (≤ ``deadline``) for the end task; True once CLOSED. Needs drain/close first."""
+        if self._end is not None and not self._end.done():
+            await asyncio.wait({self._end}, timeout=max(0.0, deadline - self._clock.now()))
+        return self.life.closed
+
+    def end_task(self) -> asyncio.Task[None] | None:
+        return self._end
+
+    def abort(self) -> None:
+        """Last resort (never blocks): hard-release every stream still registered."""
+        self.streams.abort_all()
+
+    def _apply(self, commands: list[ActivityCommand]) -> None:
+        for command in commands:
+            if command is _C.ENTER:
+                self._enter()
+            elif command is _C.RUN_ON_EXIT:
+                self._run_on_exit()
+            elif command is _C.INTERRUPT:
+                self._interrupt_all()
+            elif command is _C.DETACH:
+                self.agent.attach(None)
+            # SETTLE and RELEASE are carried out by the end task, in order.
+        self._changed.set()
+        if commands:
+            self._on_change(self)  # the state moved: the session re-checks (start, drain)
+
+    def _enter(self) -> None:
+        self.agent.attach(self._svc.session)
+        self._queue.resume()
+        hook = self._owner.spawn(self.agent.on_enter(), name="on_enter")
+        hook.add_done_callback(lambda _: self.life.on_entered(self._clock.now()))
+        turns, self._deferred_turns = self._deferred_turns, []
+        for message, reply in turns:
+            self._spawn_turn(message, reply)
+        self._start_next()
+
+    def _run_on_exit(self) -> None:
+        try:
+            self._on_exit = self._owner.spawn(self.agent.on_exit(), name="on_exit")
+        except ClosedError:
+            return
+        self._on_exit.add_done_callback(lambda _: self._changed.set())
+
+    def _interrupt_all(self) -> None:
+        self._queue.pause()
+        for handle in list(self._handles.values()):
+            if handle.state is SpeechState.QUEUED:
+                self.undelivered.append(handle)
+            handle.interrupt(force=True)
+        for task in self._owner.live:
+            if task is not self._on_exit:
+                task.cancel()  # on_enter, user-turn hooks, tools; speech tasks were just cancelled
+
+    def _ensure_end(self) -> None:
+        if self._end is None and self.life.ending:
+            self._end = asyncio.get_running_loop().create_task(
+                self._run_end(), name=f"agent:{self.name}/end", context=self._svc.task_context
+            )
+
+    async def _run_end(self) -> None:
+        """Walk the machine to CLOSED. Every wait is bounded by the machine's deadlines."""
+        life = self.life
+        while not life.closed:
+            now = self._clock.now()
+            if life.state is _S.DRAINING:
+                if self._queue.is_idle():
+                    self._apply(life.drained(now))
+                elif not await self._wait_change(life.next_deadline()):
+                    self._apply(life.poll(self._clock.now()))
+            elif life.state is _S.EXITING:
+                exit_done = self._on_exit is None or self._on_exit.done()
+                if exit_done and self._queue.is_idle():
+                    self._apply(life.exited(now))
+                elif not await self._wait_change(life.next_deadline()):
+                    self._apply(life.poll(self._clock.now()))
+            elif life.state is _S.SETTLING:
+                await self._settle()
+                self._apply(life.settled(self._clock.now()))
+            elif life.state is _S.RELEASING:
+                await self._release()
+                self._apply(life.released(self._clock.now()))
+            else:  # pragma: no cover - the machine never leaves an ending state backwards
+                raise AssertionError(f"end task in state {life.state}")
+
+    async def _wait_change(self, deadline: float | None) -> bool:
+        """Wait until something changed or ``deadline``; False if the deadline passed."""
+        self._changed.clear()
+        assert deadline is not None  # DRAINING/EXITING always have a drain deadline
+        return await wait_event(self._changed, deadline, self._clock.now())
+
+    async def _settle(self) -> None:
+        plan = self.life.plan
+        assert plan is not None
+        live = self._owner.live
+        if live:  # well-behaved tasks (and on_exit) may finish; then cancel twice, abandon
+            timeout = max(0.0, plan.settle_wait_deadline - self._clock.now())
+            await asyncio.wait(live, timeout=timeout)
+        self.abandoned.extend(
+            await self._owner.shutdown(plan.settle_deadline, recancel_at=plan.cancel_deadline)
+        )
+        for handle in list(self._handles.values()):
+            handle.mark_done()
+            self._finish(handle)
+
+    async def _release(self) -> None:
+        plan = self.life.plan
+        assert plan is not None
+        reserve = self._reserve_steps
+        self.steps.extend(
+            await self.streams.release(
+                lambda now, left: plan.step_deadline(now, left + reserve), clock=self._clock
+            )
+        )
+
     # -- scheduling -----------------------------------------------------------------------
-    def schedule(self, handle: SpeechHandle, body: SpeechBody) -> SpeechHandle:
-        """Queue a speech. Raises ``SessionClosedError`` once the activity stopped accepting."""
-        if not self._accepting or self._owner.closed:
-            raise SessionClosedError("the agent is no longer accepting speech")
+    def schedule(
+        self, handle: SpeechHandle, body: SpeechBody, *, parent: SpeechHandle | None = None
+    ) -> SpeechHandle:
+        """Queue a speech (it starts once this agent runs); with ``parent`` (the speech
+        whose tool asks), nested: it plays now, while the parent waits for its tools.
+        Raises ``SessionClosedError`` once the activity is closing."""
+        if not self.life.accepts_speech or self._owner.closed:
+            raise SessionClosedError(f"{self.name} is {self.life.state.value}: no more speech")
         self._handles[handle.id] = handle
         self._bodies[handle.id] = body
         handle.on_interrupt(self._on_interrupted)
-        self._queue.enqueue(handle.id, handle.priority)
-        self._idle.clear()
+        if parent is not None and self._queue.enqueue_nested(handle.id, parent.id):
+            parent.nested.append(handle)
+        else:
+            self._queue.enqueue(handle.id, handle.priority)
         self._start_next()
         return handle
 
@@ -110,8 +282,8 @@ class AgentActivity:
                 continue
             return
         if self._queue.is_idle():
-            self._idle.set()
-            if self._accepting:
+            self._changed.set()
+            if self.life.state in (_S.ENTERING, _S.ACTIVE):
                 self._svc.set_agent_state(AgentState.LISTENING)
 
     async def _run_speech(self, handle: SpeechHandle, body: SpeechBody) -> None:
@@ -127,9 +299,11 @@ class AgentActivity:
         self._handles.pop(handle.id, None)
         self._bodies.pop(handle.id, None)
         self._tasks.pop(handle.id, None)
+        for child in handle.nested:  # a parent that ended takes its nested speech along
+            child.interrupt(force=True)
 
     def _on_interrupted(self, handle: SpeechHandle) -> None:
-        if self._queue.current == handle.id:
+        if handle.id in (self._queue.current, self._queue.nested_current):
             output = self._svc.audio_output
             if output is not None:
                 output.clear_buffer()
@@ -139,7 +313,7 @@ class AgentActivity:
         else:
             self._finish(handle)
             if self._queue.is_idle():
-                self._idle.set()
+                self._changed.set()
 
     def interrupt(self, *, force: bool = False) -> list[SpeechHandle]:
         """Interrupt current and queued speech (only interruptible ones unless ``force``)."""
@@ -147,14 +321,27 @@ class AgentActivity:
         return [h for h in handles if h.interrupt(force=force)]
 
     # -- user turns -----------------------------------------------------------------------
-    def on_user_turn(self, message: ChatMessage, reply: Callable[[], object]) -> None:
+    def on_user_turn(self, message: ChatMessage, reply: Reply) -> None:
         """Run ``on_user_turn_completed`` (owned), then ``reply()`` unless it raised
-        ``StopResponse``."""
+        ``StopResponse``. A pending agent keeps the turn until it starts (after
+        ``on_enter``); an agent that is ending ignores it (the message is in history)."""
+        if self.life.state is _S.PENDING:
+            self._deferred_turns.append((message, reply))
+        elif self.life.state in (_S.ENTERING, _S.ACTIVE):
+            self._spawn_turn(message, reply)
 
+    def take_deferred_turns(self) -> list[tuple[ChatMessage, Reply]]:
+        """The turns a superseded pending agent never ran (handed to its successor)."""
+        turns, self._deferred_turns = self._deferred_turns, []
+        return turns
+
+    def _spawn_turn(self, message: ChatMessage, reply: Reply) -> None:
         async def run() -> None:
             ctx = ChatContext(list(self._svc.history))
             hook = self._owner.spawn(
-                self.agent.on_user_turn_completed(ctx, message), name="on_user_turn_completed"
+                self.agent.on_user_turn_completed(ctx, message),
+                name="on_user_turn_completed",
+                joined=True,
             )
             try:
                 await join(hook)
@@ -162,56 +349,21 @@ class AgentActivity:
                 return
             except Exception as exc:
                 self._svc.report_error(exc, "on_user_turn_completed", fatal=False)
-            if self._accepting:
+            if self.life.state in (_S.ENTERING, _S.ACTIVE):
                 reply()
 
-        self._owner.spawn(run(), name="user_turn")
-
-    # -- ending ---------------------------------------------------------------------------
-    async def drain(self, deadline: float) -> bool:
-        """Let queued and current speech play out, then run ``on_exit``. False on timeout."""
-        if not await wait_event(self._idle, deadline, self._clock.now()):
-            return False
-        if self._entered:
-            self._entered = False
-            hook = self._owner.spawn(self.agent.on_exit(), name="on_exit")
-            await asyncio.wait({hook}, timeout=max(0.0, deadline - self._clock.now()))
-            if not hook.done():
-                return False
-        self._accepting = False
-        return await wait_event(self._idle, deadline, self._clock.now())
-
-    async def close(self, settle_deadline: float) -> list[AbandonedTask]:
-        """Forced end: interrupt, settle until ``settle_deadline``, abandon. Returns on time
-        with the abandoned tasks; the streams in ``self.streams`` are left for the session's
-        teardown (which closes them even if their speech task was abandoned)."""
-        self._accepting = False
-        self._queue.pause()
-        for handle in list(self._handles.values()):
-            handle.interrupt(force=True)
-        for task in self._owner.live:
-            task.cancel()  # on_enter, user-turn hooks, tools; speech tasks were just cancelled
-        if self._entered:
-            self._entered = False
-            try:
-                self._owner.spawn(self.agent.on_exit(), name="on_exit")
-            except ClosedError:
-                pass
-        # Settle: let well-behaved tasks (and on_exit) finish; keep a quarter of the window
-        # for cancelling and abandoning the rest.
-        now = self._clock.now()
-        live = self._owner.live
-        if live:
-            await asyncio.wait(live, timeout=max(0.0, (settle_deadline - now) * 0.75))
-        abandoned = await self._owner.shutdown(settle_deadline)
-        for handle in list(self._handles.values()):
-            handle.mark_done()
-            self._finish(handle)
-        self._idle.set()
-        self.agent.attach(None)
-        return abandoned
+        try:
+            self._owner.spawn(run(), name="user_turn")
+        except ClosedError:
+            pass
 
     def _on_task_error(self, task: asyncio.Task[Any], exc: BaseException) -> None:
-        name = task.get_name()
-        log.warning("%s failed: %r", name, exc)
+        name = task.get_name().rsplit("/", 1)[-1]
+        log.warning("%s/%s failed: %r", self.name, name, exc)
         self._svc.report_error(exc, name, fatal=False)
+
+
+def leftover_tasks(activity: AgentActivity) -> list[AbandonedTask]:
+    """The end task of an activity that missed its deadline, abandoned and reported."""
+    end = activity.end_task()
+    return abandon([end]) if end is not None else []

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from voxlane.chat import ChatContext, ChatMessage
 from voxlane.errors import VoxlaneError
+from voxlane.voice.api import SessionAPI
 from voxlane.voice.tools import FunctionTool, get_tool
-
-if TYPE_CHECKING:
-    from voxlane.voice.session import AgentSession
 
 
 class Agent:
@@ -29,7 +26,7 @@ class Agent:
     ) -> None:
         self.instructions = instructions
         self.allow_interruptions = allow_interruptions
-        self._session: AgentSession | None = None
+        self._session: SessionAPI[Agent] | None = None
         found = {t.name: t for t in tools}
         for attr in dir(type(self)):
             tool = get_tool(getattr(type(self), attr, None))
@@ -38,13 +35,14 @@ class Agent:
         self.tools: dict[str, FunctionTool] = found
 
     @property
-    def session(self) -> AgentSession:
+    def session(self) -> SessionAPI[Agent]:
         """The session running this agent. Raises ``VoxlaneError`` if it is not running."""
         if self._session is None:
             raise VoxlaneError(f"{type(self).__name__} is not running in a session")
         return self._session
 
-    def attach(self, session: AgentSession | None) -> None:
+    def attach(self, session: SessionAPI[Agent] | None) -> None:
+        """Called by the session when this agent starts (and with None when it ends)."""
         self._session = session
 
     async def on_enter(self) -> None:

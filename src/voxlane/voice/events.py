@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from voxlane.chat import ChatMessage, ToolCall
 from voxlane.core.states import CloseReason
 from voxlane.core.turns import UserState
+from voxlane.voice.metrics import TurnMetrics
 
 if TYPE_CHECKING:
     from voxlane.voice.report import TeardownReport
@@ -35,6 +36,21 @@ EventName = Literal[
     "error",
     "close",
     "turn_metrics",
+]
+__all__ = [
+    "EVENT_NAMES",
+    "AgentState",
+    "AgentStateChanged",
+    "CloseEvent",
+    "ConversationItemAdded",
+    "ErrorEvent",
+    "EventEmitter",
+    "EventName",
+    "FunctionToolsExecuted",
+    "SpeechCreated",
+    "TurnMetrics",
+    "UserInputTranscribed",
+    "UserStateChanged",
 ]
 EVENT_NAMES: frozenset[str] = frozenset(EventName.__args__)  # type: ignore[attr-defined]
 
@@ -79,37 +95,6 @@ class SpeechCreated:
 class FunctionToolsExecuted:
     calls: list[ToolCall]
     outputs: list[str]
-
-
-@dataclass
-class TurnMetrics:
-    """Loop-clock timestamps of one user turn and the reply it got (``turn_metrics`` event,
-    emitted when the reply's first audio frame is handed to the output). None = not seen."""
-
-    speech_ended_at: float | None = None  # VAD (or STT) end of speech
-    final_at: float | None = None  # last final transcript of the turn
-    committed_at: float | None = None  # turn committed to history
-    llm_started_at: float | None = None
-    llm_first_token_at: float | None = None
-    tts_first_audio_at: float | None = None
-    first_audio_at: float | None = None  # first reply frame handed to the audio output
-
-    def parts_ms(self) -> dict[str, float]:
-        """Stage durations in ms (missing stages are left out)."""
-
-        def ms(a: float | None, b: float | None) -> float | None:
-            return None if a is None or b is None else (b - a) * 1000
-
-        parts = {
-            "end_of_speech_to_final": ms(self.speech_ended_at, self.final_at),
-            "end_of_speech_to_commit": ms(self.speech_ended_at, self.committed_at),
-            "commit_to_llm_start": ms(self.committed_at, self.llm_started_at),
-            "llm_first_token": ms(self.llm_started_at, self.llm_first_token_at),
-            "first_token_to_tts_audio": ms(self.llm_first_token_at, self.tts_first_audio_at),
-            "tts_audio_to_output": ms(self.tts_first_audio_at, self.first_audio_at),
-            "end_of_speech_to_first_audio": ms(self.speech_ended_at, self.first_audio_at),
-        }
-        return {k: v for k, v in parts.items() if v is not None}
 
 
 @dataclass(frozen=True)

@@ -12,28 +12,63 @@ import json
 import logging
 from collections.abc import AsyncGenerator, Callable, Coroutine
 from contextlib import aclosing
-from typing import Any, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
 
 from voxlane.aio.closing import ResourceStack, bounded_aclose
 from voxlane.aio.tasks import join
 from voxlane.chat import ChatContext, ChatMessage, ToolCall
 from voxlane.errors import ToolError
 from voxlane.providers.base import ProviderStream
+from voxlane.providers.tts import TTS
 from voxlane.voice.events import AgentState, FunctionToolsExecuted
 from voxlane.voice.services import SessionServices
-from voxlane.voice.speech import SpeechHandle
+from voxlane.voice.speech import SpeechHandle, running_tool_of
 from voxlane.voice.tools import FunctionTool, RunContext
 
 log = logging.getLogger("voxlane.generation")
 S = TypeVar("S", bound=ProviderStream)
-Spawn = Callable[[Coroutine[Any, Any, Any], str], "asyncio.Task[Any]"]
+T = TypeVar("T")
 
-STREAM_CLOSE_TIMEOUT = 1.0
-"""How long a finished speech waits for one of its streams to close before aborting it."""
+
+class Spawn(Protocol):
+    def __call__(
+        self, coro: Coroutine[Any, Any, T], name: str, *, joined: bool = False
+    ) -> asyncio.Task[T]: ...
 
 
 async def _single(text: str) -> AsyncGenerator[str, None]:
     yield text
+
+
+def heard_text(text: str, seconds: float, chars_per_second: float) -> str:
+    """The part of ``text`` that ``seconds`` of its audio carried, cut at a word boundary.
+
+    An estimate at the voice's speaking rate (TTS engines give no word timings here): a
+    reply cut short is recorded as far as the caller heard it, not as if fully spoken.
+    """
+    n = int(seconds * chars_per_second)
+    if n >= len(text):
+        return text
+    cut = text[: n + 1]
+    return cut[: cut.rfind(" ")].rstrip() if " " in cut else ""
+
+
+@dataclass
+class Playout:
+    """What one speech got out: the text it spoke (pushed to TTS) and its audio's length."""
+
+    pieces: list[str] = field(default_factory=list)
+    audio_s: float = 0.0
+    first_audio_at: float | None = None
+
+    def heard(self, handle: SpeechHandle, tts: TTS | None, now: float) -> str:
+        text = "".join(self.pieces)
+        if not handle.interrupted or tts is None or self.first_audio_at is None:
+            return text if not handle.interrupted or tts is None else ""
+        # Audio plays at real-time pace from its first frame: what has played by now.
+        played = min(self.audio_s, max(0.0, now - self.first_audio_at))
+        return heard_text(text, played, tts.chars_per_second)
 
 
 class SpeechGenerator:
@@ -47,12 +82,14 @@ class SpeechGenerator:
         *,
         instructions: str,
         tools: dict[str, FunctionTool],
+        release_deadline: Callable[[float], float],
     ) -> None:
         self._svc = services
         self._streams = streams
         self._spawn = spawn
         self._instructions = instructions
         self._tools = tools
+        self._release_deadline = release_deadline
 
     # -- streams --------------------------------------------------------------------------
     def _open(self, name: str, stream: S) -> S:
@@ -60,55 +97,78 @@ class SpeechGenerator:
         return stream
 
     async def _release(self, stream: ProviderStream) -> None:
-        self._streams.discard(stream)
+        """Close a stream this speech is done with. It leaves the stack only once released:
+        if this task is cancelled meanwhile, the step aborts it and teardown finds it."""
         clock = self._svc.clock
-        report = await bounded_aclose(
-            stream.label, stream, clock.now() + STREAM_CLOSE_TIMEOUT, clock=clock
-        )
+        deadline = self._release_deadline(clock.now())
+        report = await bounded_aclose(stream.label, stream, deadline, clock=clock)
+        self._streams.discard(stream)
         if report.outcome != "ok":
             log.warning("stream %s closed with outcome %s", stream.label, report.outcome)
 
+    def _record(self, handle: SpeechHandle, playout: Playout, **extra: Any) -> None:
+        text = playout.heard(handle, self._svc.tts, self._svc.clock.now())
+        self._svc.add_to_history(
+            ChatMessage(
+                "assistant",
+                text,
+                at_s=self._svc.session_time(),
+                interrupted=handle.interrupted,
+                **extra,
+            )
+        )
+
     # -- speaking -------------------------------------------------------------------------
     async def say(self, handle: SpeechHandle, text: str, *, add_to_history: bool = True) -> None:
-        spoken: list[str] = []
+        playout = Playout()
         try:
-            await self._speak(handle, _single(text), spoken)
+            await self._speak(handle, _single(text), playout)
         finally:
             if add_to_history:
-                self._svc.add_to_history(
-                    ChatMessage(
-                        "assistant",
-                        text,
-                        at_s=self._svc.session_time(),
-                        interrupted=handle.interrupted,
-                    )
-                )
+                self._record(handle, playout)
 
     async def _speak(
-        self, handle: SpeechHandle, text: AsyncGenerator[str, None], spoken: list[str]
+        self, handle: SpeechHandle, text: AsyncGenerator[str, None], playout: Playout
     ) -> None:
-        """Synthesize ``text`` as it arrives, play it, wait for playout (cleared on interrupt)."""
+        """Synthesize ``text`` as it arrives, play it, wait for playout (cleared on interrupt).
+
+        A TTS that fails part-way ends the speech cut short (interrupted) after what it
+        produced has played; its error is reported once, as ``tts``. An LLM that fails
+        part-way cuts the speech short and raises.
+        """
         tts, output = self._svc.tts, self._svc.audio_output
         tts_stream = None
         forward: asyncio.Task[None] | None = None
         try:
             async with aclosing(text) as pieces:
                 async for piece in pieces:
-                    spoken.append(piece)
+                    playout.pieces.append(piece)
                     if tts is None or output is None or not piece:
                         continue
                     if tts_stream is None:
                         tts_stream = self._open(tts.label, tts.stream())
                         forward = self._spawn(
-                            self._forward_audio(tts_stream, handle), f"{handle.id}/audio"
+                            self._forward_audio(tts_stream, handle, playout),
+                            f"{handle.id}/audio",
+                            joined=True,
                         )
+                    if forward is not None and forward.done():
+                        break  # the TTS already failed: stop feeding it
                     tts_stream.push_text(piece)
                     self._svc.usage.tts_chars += len(piece)
             if tts_stream is not None and forward is not None and output is not None:
-                tts_stream.end_input()
-                await join(forward)
+                if not forward.done():
+                    tts_stream.end_input()
+                try:
+                    await join(forward)
+                except Exception as exc:
+                    handle.mark_cut_short()
+                    self._svc.report_error(exc, "tts", fatal=False)
                 output.flush()
                 await output.wait_for_playout()
+        except Exception:
+            handle.mark_cut_short()
+            raise
         finally:
             if forward is not None:
                 forward.cancel()
@@ -120,11 +180,16 @@ class SpeechGenerator:
             if tts_stream is not None:
                 await self._release(tts_stream)
 
-    async def _forward_audio(self, tts_stream: ProviderStream, handle: SpeechHandle) -> None:
+    async def _forward_audio(
+        self, tts_stream: ProviderStream, handle: SpeechHandle, playout: Playout
+    ) -> None:
         output = self._svc.audio_output
         assert output is not None
         first = True
         async for frame in tts_stream:  # type: ignore[attr-defined]
+            if playout.first_audio_at is None:
+                playout.first_audio_at = self._svc.clock.now()
+            playout.audio_s += frame.duration
             if first:
                 metrics = handle.metrics
                 if metrics is not None and metrics.tts_first_audio_at is None:
@@ -150,7 +215,7 @@ class SpeechGenerator:
             )
             llm_stream = self._open(llm.label, llm.chat(ctx, specs))
             calls: list[ToolCall] = []
-            spoken: list[str] = []
+            playout = Playout()
 
             if handle.metrics is not None and handle.metrics.llm_started_at is None:
                 handle.metrics.llm_started_at = self._svc.clock.now()
@@ -167,24 +232,19 @@ class SpeechGenerator:
                         yield chunk.delta
 
             try:
-                await self._speak(handle, text_of(), spoken)
+                await self._speak(handle, text_of(), playout)
             finally:
-                await self._release(llm_stream)
                 self._svc.usage.llm_turns += 1
-                if spoken or calls:
-                    self._svc.add_to_history(
-                        ChatMessage(
-                            "assistant",
-                            "".join(spoken),
-                            at_s=self._svc.session_time(),
-                            interrupted=handle.interrupted,
-                            tool_calls=tuple(calls),
-                        )
-                    )
+                if playout.pieces or calls:
+                    self._record(handle, playout, tool_calls=tuple(calls))
+                await self._release(llm_stream)
             if not calls or handle.interrupted:
                 return
-            if await self._run_tools(handle, calls):
-                return  # handed off: the next agent speaks
+            handed_off = await self._run_tools(handle, calls)
+            for child in list(handle.nested):  # a tool's "one moment" plays out first
+                await child.wait_for_playout()
+            if handed_off:
+                return  # the next agent speaks
             instructions = None
         log.warning("reply stopped after %d LLM rounds (max_tool_steps)", self._svc.max_tool_steps)
 
@@ -193,7 +253,7 @@ class SpeechGenerator:
         Returns True if a tool handed off to another agent."""
         from voxlane.voice.agent import Agent
 
-        session = self._svc.as_session()
+        session = self._svc.session
         tasks: list[asyncio.Task[Any] | None] = []
         for call in calls:
             tool = self._tools.get(call.name)
@@ -201,7 +261,9 @@ class SpeechGenerator:
                 tasks.append(None)
                 continue
             ctx = RunContext(session, handle, call)
-            tasks.append(self._spawn(tool.call(ctx, call.arguments), f"tool:{call.name}"))
+            tasks.append(
+                self._spawn(_as_tool_of(handle, tool, ctx, call), f"tool:{call.name}", joined=True)
+            )
         outputs: list[str] = []
         handoff: Agent | None = None
         for call, task in zip(calls, tasks, strict=True):
@@ -236,6 +298,13 @@ class SpeechGenerator:
             self._svc.request_handoff(handoff)
             return True
         return False
+
+
+async def _as_tool_of(
+    handle: SpeechHandle, tool: FunctionTool, ctx: RunContext, call: ToolCall
+) -> Any:
+    running_tool_of.set(handle)  # this task's own context: speech it asks for is nested
+    return await tool.call(ctx, call.arguments)
 
 
 def _tool_output(result: object) -> str:

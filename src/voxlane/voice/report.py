@@ -16,6 +16,30 @@ from voxlane.chat import ChatMessage
 from voxlane.core.states import CloseReason
 
 
+@dataclass(frozen=True)
+class HookError:
+    """An error user code (a hook, a tool) or a provider raised during the session."""
+
+    source: str
+    error: str
+    fatal: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "error": self.error, "fatal": self.fatal}
+
+
+@dataclass(frozen=True)
+class Undelivered:
+    """Speech that was queued and never started: its agent ended first."""
+
+    speech_id: str
+    agent: str
+    text: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"speech": self.speech_id, "agent": self.agent, "text": self.text}
+
+
 @dataclass
 class TeardownReport:
     """How one close went: every step, every escalation, what was abandoned, what is open."""
@@ -27,6 +51,9 @@ class TeardownReport:
     escalations: list[str] = field(default_factory=list)
     abandoned: list[AbandonedTask] = field(default_factory=list)
     listener_errors: list[str] = field(default_factory=list)
+    errors: list[HookError] = field(default_factory=list)
+    """Every error of a hook, tool or provider during the session (also sent as ``error``)."""
+    undelivered: list[Undelivered] = field(default_factory=list)
     open_connections_after: int = 0
 
     def add_step(self, step: StepReport) -> None:
@@ -45,6 +72,8 @@ class TeardownReport:
             "escalations": list(self.escalations),
             "abandoned": [a.to_dict() for a in self.abandoned],
             "listener_errors": list(self.listener_errors),
+            "errors": [e.to_dict() for e in self.errors],
+            "undelivered": [u.to_dict() for u in self.undelivered],
             "open_connections_after": self.open_connections_after,
         }
 
@@ -58,6 +87,10 @@ class TeardownReport:
         for a in self.abandoned:
             where = a.stack[-1] if a.stack else "?"
             lines.append(f"  abandoned {a.name} at {where}")
+        for e in self.errors:
+            lines.append(f"  error in {e.source}: {e.error}")
+        for u in self.undelivered:
+            lines.append(f"  undelivered {u.speech_id} ({u.agent}): {u.text or '(reply)'}")
         lines.append(f"  open connections after close: {self.open_connections_after}")
         return "\n".join(lines)
 

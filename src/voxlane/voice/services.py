@@ -10,41 +10,31 @@ from voxlane.aio.clock import Clock
 from voxlane.chat import ChatMessage
 from voxlane.providers.llm import LLM
 from voxlane.providers.tts import TTS
+from voxlane.voice.api import SessionAPI
 from voxlane.voice.events import AgentState, EventName
 from voxlane.voice.io import AudioOutput
 from voxlane.voice.report import Usage
 
 if TYPE_CHECKING:
     from voxlane.voice.agent import Agent
-    from voxlane.voice.session import AgentSession
 
 
 class SessionServices(Protocol):
-    @property
-    def clock(self) -> Clock: ...
+    clock: Clock
+    llm: LLM | None
+    tts: TTS | None
+    audio_output: AudioOutput | None
+    usage: Usage
+    history: list[ChatMessage]
+    task_context: contextvars.Context
 
     @property
-    def llm(self) -> LLM | None: ...
-
-    @property
-    def tts(self) -> TTS | None: ...
-
-    @property
-    def audio_output(self) -> AudioOutput | None: ...
-
-    @property
-    def usage(self) -> Usage: ...
+    def session(self) -> SessionAPI[Agent]:
+        """The public session agents and tools see (``Agent.session``, ``RunContext``)."""
+        ...
 
     @property
     def max_tool_steps(self) -> int: ...
-
-    @property
-    def history(self) -> list[ChatMessage]: ...
-
-    def as_session(self) -> AgentSession: ...
-
-    @property
-    def task_context(self) -> contextvars.Context: ...
 
     def add_to_history(self, message: ChatMessage) -> ChatMessage: ...
 

@@ -9,13 +9,18 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Callable, Generator
+from contextvars import ContextVar
 from typing import Any
 
 from voxlane.core.scheduling import PRIORITY_NORMAL
 from voxlane.core.states import SpeechEvent, SpeechState, speech_machine
-from voxlane.voice.events import TurnMetrics
+from voxlane.voice.metrics import TurnMetrics
 
 _ids = itertools.count(1)
+
+running_tool_of: ContextVar[SpeechHandle | None] = ContextVar("voxlane_tool_speech", default=None)
+"""Inside a tool (and tasks it spawns): the speech whose reply called the tool. Speech the
+tool asks for is nested in it (it plays now, while the reply waits for its tools)."""
 
 
 class SpeechHandle:
@@ -24,14 +29,19 @@ class SpeechHandle:
         *,
         allow_interruptions: bool = True,
         priority: int = PRIORITY_NORMAL,
+        text: str | None = None,
     ) -> None:
         self.id = f"speech_{next(_ids)}"
+        self.text = text
+        """The text of a ``say`` (None for a generated reply)."""
         self.allow_interruptions = allow_interruptions
         self.priority = priority
         self._machine = speech_machine()
         self._interrupted = False
         self._done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._interrupt_callbacks: list[Callable[[SpeechHandle], None]] = []
+        self.nested: list[SpeechHandle] = []
+        """Speech its tools asked for; interrupting this speech interrupts them too."""
         self.metrics: TurnMetrics | None = None
         """Set for replies to a user turn: the pipeline fills in its timestamps."""
 
@@ -63,6 +73,8 @@ class SpeechHandle:
             self._resolve()
         for cb in list(self._interrupt_callbacks):
             cb(self)
+        for child in self.nested:
+            child.interrupt(force=True)
         return True
 
     async def wait_for_playout(self) -> None:
@@ -85,6 +97,10 @@ class SpeechHandle:
 
     def mark_playing(self) -> None:
         self._machine.fire(SpeechEvent.SCHEDULE)
+
+    def mark_cut_short(self) -> None:
+        """The speech failed part-way (its TTS or LLM broke): recorded as interrupted."""
+        self._interrupted = True
 
     def mark_done(self) -> None:
         """The speech's task ended (or was abandoned). Idempotent."""

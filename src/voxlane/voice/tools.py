@@ -15,21 +15,19 @@ import types
 import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar, Union, get_args, get_origin
+from typing import Any, TypeVar, Union, get_args, get_origin
 
 from voxlane.chat import ToolCall, ToolSpec
 from voxlane.errors import ToolError
-
-if TYPE_CHECKING:
-    from voxlane.voice.session import AgentSession
-    from voxlane.voice.speech import SpeechHandle
+from voxlane.voice.api import SessionAPI
+from voxlane.voice.speech import SpeechHandle
 
 
 @dataclass
 class RunContext:
     """Given to a tool that asks for it: the session, the speech it runs in, the call."""
 
-    session: AgentSession
+    session: SessionAPI[Any]
     speech_handle: SpeechHandle
     function_call: ToolCall
 

@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import importlib.util
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from voxlane.aio.clock import Clock
-from voxlane.voice.events import CloseEvent, TurnMetrics
-
-if TYPE_CHECKING:
-    from voxlane.voice.session import AgentSession
+from voxlane.voice.api import SessionAPI
+from voxlane.voice.events import CloseEvent
+from voxlane.voice.metrics import TurnMetrics
 
 __all__ = ["SessionTracer", "otel_available", "trace_session"]
 
@@ -39,7 +38,7 @@ def otel_available() -> bool:
 class SessionTracer:
     """The spans of one session (see the module docstring). Made by :func:`trace_session`."""
 
-    def __init__(self, session: AgentSession, tracer: Any, clock: Clock) -> None:
+    def __init__(self, session: SessionAPI[Any], tracer: Any, clock: Clock) -> None:
         from opentelemetry import trace
 
         self._trace = trace
@@ -115,7 +114,7 @@ class SessionTracer:
 
 
 def trace_session(
-    session: AgentSession, *, tracer_provider: Any = None, clock: Clock | None = None
+    session: SessionAPI[Any], *, tracer_provider: Any = None, clock: Clock | None = None
 ) -> SessionTracer | None:
     """Record the session's spans (see the module docstring); None without OpenTelemetry.
     Call before the session starts; the spans end with its ``close`` event."""

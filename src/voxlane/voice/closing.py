@@ -1,0 +1,168 @@
+"""The one closing task of a session (DESIGN §2, I1-I7).
+
+Every close entry point joins the task :func:`run_close` runs. It never waits without a
+deadline: a drain is bounded by the session's drain plan, everything after by its close plan
+(both from the one ``Budget``). Teardown runs in ``finally`` whatever happened before, a
+resource leaves its stack only once released, and whatever is still registered at the end is
+hard-released (aborted). ``close`` is emitted exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from voxlane.aio.closing import Outcome, StepReport, bounded_aclose
+from voxlane.aio.ledger import LEDGER
+from voxlane.aio.tasks import abandon, wait_event
+from voxlane.chat import ChatMessage
+from voxlane.core.close_plan import ClosePlan
+from voxlane.core.lifecycle import ActivityState, SessionState
+from voxlane.voice.events import CloseEvent
+from voxlane.voice.report import TeardownReport
+
+if TYPE_CHECKING:
+    from voxlane.voice.activity import AgentActivity
+    from voxlane.voice.runtime import SessionRuntime
+
+log = logging.getLogger("voxlane.session")
+
+
+async def run_close(rt: SessionRuntime) -> CloseEvent:
+    clock = rt.clock
+    started = clock.now()
+    life = rt.life
+    assert life.reason is not None
+    report = TeardownReport(life.reason, error=life.error)
+    try:
+        if life.state is SessionState.DRAINING:
+            drained = await _drain(rt)
+            if life.state is SessionState.DRAINING:
+                if drained:
+                    life.drained(clock.now())
+                else:
+                    life.poll(clock.now())
+            if life.state is SessionState.DRAINING:  # pragma: no cover - defensive
+                life.request_close(clock.now(), life.reason, drain=False)
+        plan = life.close_plan
+        assert plan is not None
+        await _close_forced(rt, plan, report)
+    except BaseException as exc:  # an error here must never skip the close event
+        log.exception("session %s: error while closing", rt.id)
+        report.error = report.error or f"close failed: {exc!r}"
+        if not isinstance(exc, Exception):
+            raise
+    finally:
+        event = _finish(rt, report, started)
+    return event
+
+
+async def _drain(rt: SessionRuntime) -> bool:
+    """Graceful part of ``shutdown(drain=True)``: a pending handoff completes (the new agent
+    starts and plays its queued speech), then the current agent drains and closes. Returns
+    True once every agent is closed; False at the deadline or on a forced request."""
+    plan = rt.life.drain_plan
+    assert plan is not None
+    clock = rt.clock
+    while not rt.forced.is_set() and not plan.expired(clock.now()):
+        current = rt.current
+        if current is None or (current.state is ActivityState.CLOSED and not rt.activities):
+            return True
+        rt.changed.clear()
+        if current.state is not ActivityState.PENDING and rt.activities == [current]:
+            current.drain(plan.deadline, purpose="drain")
+        await wait_event(rt.changed, plan.deadline, clock.now())
+    return False
+
+
+async def _close_forced(rt: SessionRuntime, plan: ClosePlan, report: TeardownReport) -> None:
+    clock = rt.clock
+    # 1. interrupt: no new input, no new speech; every agent told to end on this plan.
+    if rt.unsubscribe is not None:
+        rt.unsubscribe()
+    if rt.link_task is not None:
+        rt.link_task.cancel()
+    if rt.input is not None:
+        rt.input.detach()
+    output_steps = 1 if rt.audio_output is not None else 0
+    reserve = len(rt.streams) + output_steps
+    activities = list(rt.activities)
+    for activity in activities:
+        activity.close(plan, reserve_steps=reserve)
+
+    # 2. settle: a trailing transcript and the session's own tasks, while every agent
+    #    settles in its end task (all bounded by the plan's settle deadline).
+    t = clock.now()
+    if rt.input is not None:
+        text = await rt.input.finish(plan.settle_deadline)
+        if text:
+            rt.add_to_history(ChatMessage("user", text, at_s=rt.session_time()))
+    report.abandoned.extend(
+        await rt.owner.shutdown(plan.settle_deadline, recancel_at=plan.cancel_deadline)
+    )
+    await _wait_settled(activities, plan.settle_deadline, rt)
+    stuck = [a for act in activities for a in act.abandoned]
+    report.abandoned.extend(stuck)
+    outcome: Outcome = "timeout" if report.abandoned else "ok"
+    report.steps.append(StepReport("settle", (clock.now() - t) * 1000, outcome))
+    if report.abandoned:
+        report.escalations.append(f"settle: abandoned {len(report.abandoned)} task(s)")
+
+    # 3. teardown: each agent releases its streams (newest first) in its end task; then the
+    #    input's streams, then the transport output.
+    ends = {task for a in activities if (task := a.end_task()) is not None and not task.done()}
+    if ends:
+        await asyncio.wait(ends, timeout=max(0.0, plan.teardown_deadline - clock.now()))
+    for activity in activities:
+        for step in activity.steps:
+            report.add_step(step)
+    for step in await rt.streams.release(
+        lambda now, left: plan.step_deadline(now, left + output_steps), clock=clock
+    ):
+        report.add_step(step)
+    if rt.audio_output is not None:
+        step = await bounded_aclose(
+            "audio_output", rt.audio_output, plan.teardown_deadline, clock=clock
+        )
+        report.add_step(step)
+
+
+async def _wait_settled(
+    activities: list[AgentActivity], deadline: float, rt: SessionRuntime
+) -> None:
+    """Until every agent has left its settle (they do by ``deadline``, by construction)."""
+    while any(a.state is ActivityState.SETTLING for a in activities):
+        rt.changed.clear()
+        if not await wait_event(rt.changed, deadline, rt.clock.now()):
+            return
+
+
+def _finish(rt: SessionRuntime, report: TeardownReport, started: float) -> CloseEvent:
+    """Safety net, report and event. Never blocks."""
+    clock = rt.clock
+    for activity in list(rt.activities):  # not CLOSED by the teardown deadline
+        activity.abort()
+        end = activity.end_task()
+        if end is not None and not end.done():
+            report.abandoned.extend(abandon([end]))
+        report.escalations.append(f"{activity.name}: not closed in time, streams aborted")
+    rt.streams.abort_all()
+    for activity in rt.ended:
+        report.escalations.extend(activity.life.escalations)
+        for task in activity.abandoned:
+            if task not in report.abandoned:
+                report.abandoned.append(task)
+    report.escalations[:0] = rt.life.escalations
+    report.errors = list(rt.errors)
+    report.undelivered = rt.undelivered()
+    report.duration_ms = (clock.now() - started) * 1000
+    report.open_connections_after = LEDGER.count_open(rt.id)
+    if rt.life.state is SessionState.CLOSING:
+        rt.life.closed(clock.now())
+    event = CloseEvent(report.reason, rt.close_error, list(rt.history), report)
+    rt.close_event = event
+    rt.ended_at = time.time()
+    report.listener_errors = [repr(e) for e in rt.emit("close", event)]
+    return event
