@@ -62,3 +62,10 @@ def test_drain_plan() -> None:
     assert not d.expired(12.9) and d.expired(13.0)
     with pytest.raises(ValueError):
         DrainPlan.start(0.0, 0.0)
+
+
+def test_a_caller_mid_utterance_gets_a_larger_settle_share() -> None:
+    b = Budget(close_timeout=4.0, emit_reserve=0.0, settle_share=0.5, trailing_settle_share=0.75)
+    assert b.close(0.0).settle_deadline == pytest.approx(2.0)
+    plan = b.close(0.0, trailing_transcript=True)
+    assert plan.settle_deadline == pytest.approx(3.0) and plan.teardown_deadline == 4.0

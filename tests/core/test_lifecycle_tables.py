@@ -223,3 +223,13 @@ def test_session_plan_is_used_for_an_agent_closed_by_the_session() -> None:
     plan = BUDGET.close(5.0)
     life.close(5.5, plan)
     assert life.plan is plan
+
+
+def test_a_close_while_the_user_speaks_keeps_more_time_for_their_last_words() -> None:
+    life = SessionLifecycle(BUDGET)
+    life.start(0.0)
+    life.request_close(
+        1.0, CloseReason.PARTICIPANT_DISCONNECTED, drain=False, trailing_transcript=True
+    )
+    assert life.close_plan == BUDGET.close(1.0, trailing_transcript=True)
+    assert life.close_plan.settle_deadline > BUDGET.close(1.0).settle_deadline

@@ -124,7 +124,9 @@ async def test_caller_hangs_up_mid_reply(tmp_path: Path, workdir: Path) -> None:
     users = [m for m in report["history"] if m["role"] == "user"]
     assert users, report["history"]
     last = report["history"][-1]
-    assert last["role"] == "assistant" and last["text"] == LONG_REPLY and last["interrupted"]
+    # recorded as far as the caller heard it before hanging up (cut at a word)
+    assert last["role"] == "assistant" and last["interrupted"]
+    assert LONG_REPLY.startswith(last["text"]) and 0 < len(last["text"]) < len(LONG_REPLY)
 
 
 async def test_cancel_before_answer_starts_no_session(tmp_path: Path, workdir: Path) -> None:

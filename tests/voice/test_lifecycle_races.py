@@ -248,3 +248,34 @@ async def test_filler_said_by_a_tool_plays_before_the_answer() -> None:
     assert texts == ["One moment while I check.", "It is sunny."]
     assert not any(m.interrupted for m in h.session.history)
     await h.session.aclose()
+
+
+@pytest.mark.parametrize("close_at", [round(0.15 * i, 2) for i in range(0, 30)])
+async def test_forced_close_at_any_moment_of_a_drain_with_a_pending_handoff(
+    close_at: float,
+) -> None:
+    """shutdown(drain=True) while a handoff is pending and the old agent is stuck (its LLM
+    never answers, its stream's aclose hangs); a forced close lands at every moment."""
+    h = await start_harness(
+        ScriptAgent(greeting=None),
+        llm=_StuckLLM([FakeReply("never")]),
+        close_timeout=BUDGET,
+        drain_timeout=1.5,
+    )
+    h.session.generate_reply()
+    await asyncio.sleep(0.05)
+    h.session.update_agent(ScriptAgent(greeting="I am the new agent."))
+    h.session.say("Queued for the new agent.")
+    closed_at: list[float] = []
+    h.session.on("close", lambda _: closed_at.append(h.now))
+    h.session.shutdown(drain=True)
+    drain_started = h.now
+    await asyncio.sleep(close_at)
+    forced = h.now
+    event = await h.session.aclose()
+    if closed_at[0] > forced:  # the forced request came first: it bounds the close
+        assert closed_at[0] - forced <= BUDGET + 1e-6
+    assert closed_at[0] - drain_started <= 1.5 + BUDGET + 1e-6
+    assert event.reason is CloseReason.DRAINED
+    assert event.report.open_connections_after == 0 and h.open_connections() == 0
+    assert len(h.closes) == 1

@@ -252,7 +252,9 @@ def test_sip_calls_through_voxlane_start_on_real_engines(tmp_path: Path) -> None
     assert {"close gateway-stt", "close silero-vad"} <= steps  # real providers, in the job
     users = " ".join(m["text"] for m in report["history"] if m["role"] == "user").lower()
     assert "tonight" in users or "table" in users, report["history"]
-    assert any(m["role"] == "assistant" and m["text"].strip() for m in report["history"])
+    assert any(m["role"] == "assistant" and m["text"].strip() for m in report["history"]), report[
+        "history"
+    ]
     assert report["sip"]["rtp"]["loud_packets_out"] > 25  # piper's voice, over RTP
 
 

@@ -21,7 +21,8 @@ class Budget:
     ``drain_timeout``: a graceful drain (handoff, ``shutdown(drain=True)``) before it
     escalates to a forced close.
     ``settle_share``: the part of the forced close that speech/tool/hook tasks and a
-    trailing transcript may use.
+    trailing transcript may use; ``trailing_settle_share`` replaces it when the caller was
+    mid-utterance (a local engine may need most of the budget to finalize their last words).
     ``settle_wait_share``: within the settle window, how long well-behaved tasks (and
     ``on_exit``) may run before they are cancelled; the rest is for cancelling twice.
     ``emit_reserve``: kept back at the end for emitting the event and writing the report.
@@ -32,6 +33,7 @@ class Budget:
     close_timeout: float = 4.0
     drain_timeout: float = 10.0
     settle_share: float = 0.5
+    trailing_settle_share: float = 0.75
     settle_wait_share: float = 0.75
     emit_reserve: float = 0.05
     stream_release_timeout: float = 1.0
@@ -41,7 +43,7 @@ class Budget:
             raise ValueError("close_timeout must be > 0")
         if self.drain_timeout <= 0:
             raise ValueError("drain_timeout must be > 0")
-        for name in ("settle_share", "settle_wait_share"):
+        for name in ("settle_share", "trailing_settle_share", "settle_wait_share"):
             if not 0 < getattr(self, name) < 1:
                 raise ValueError(f"{name} must be in (0, 1)")
         if not 0 <= self.emit_reserve < self.close_timeout:
@@ -49,10 +51,13 @@ class Budget:
         if self.stream_release_timeout <= 0:
             raise ValueError("stream_release_timeout must be > 0")
 
-    def close(self, now: float) -> ClosePlan:
+    def close(self, now: float, *, trailing_transcript: bool = False) -> ClosePlan:
+        """The plan of a forced close starting ``now``; ``trailing_transcript``: the user
+        was mid-utterance, their last words are still to be finalized."""
         hard = now + self.close_timeout
         teardown = hard - self.emit_reserve
-        settle = now + (teardown - now) * self.settle_share
+        share = self.trailing_settle_share if trailing_transcript else self.settle_share
+        settle = now + (teardown - now) * share
         wait = now + (settle - now) * self.settle_wait_share
         return ClosePlan(
             started_at=now,

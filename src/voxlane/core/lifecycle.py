@@ -149,21 +149,29 @@ class SessionLifecycle:
             self.machine.fire(_SE.STARTED)
 
     def request_close(
-        self, now: float, reason: CloseReason, *, drain: bool, error: str | None = None
+        self,
+        now: float,
+        reason: CloseReason,
+        *,
+        drain: bool,
+        error: str | None = None,
+        trailing_transcript: bool = False,
     ) -> list[SessionCommand]:
+        """``trailing_transcript``: the user is mid-utterance (the close plan keeps more
+        of the budget for their last words)."""
         if self.reason is None:
             self.reason, self.error = reason, error
         before = self.state
         after = self.machine.fire(_SE.DRAIN if drain else _SE.CLOSE)
         if before is _SS.DRAINING and after is _SS.CLOSING:
             self.escalations.append("drain: cut short by a forced close request")
-        return self._entered(before, now)
+        return self._entered(before, now, trailing_transcript)
 
-    def drained(self, now: float) -> list[SessionCommand]:
+    def drained(self, now: float, *, trailing_transcript: bool = False) -> list[SessionCommand]:
         """The drain completed: every agent played its speech and ran ``on_exit``."""
         before = self.state
         self.machine.fire(_SE.DRAINED)
-        return self._entered(before, now)
+        return self._entered(before, now, trailing_transcript)
 
     def next_deadline(self) -> float | None:
         if self.state is _SS.DRAINING and self.drain_plan is not None:
@@ -172,19 +180,21 @@ class SessionLifecycle:
             return self.close_plan.hard_deadline
         return None
 
-    def poll(self, now: float) -> list[SessionCommand]:
+    def poll(self, now: float, *, trailing_transcript: bool = False) -> list[SessionCommand]:
         """Escalate a drain whose deadline has passed."""
         plan = self.drain_plan
         if self.state is not _SS.DRAINING or plan is None or not plan.expired(now):
             return []
         self.machine.fire(_SE.DRAIN_EXPIRED)
         self.escalations.append("drain: not complete in time, escalated to forced close")
-        return self._entered(_SS.DRAINING, now)
+        return self._entered(_SS.DRAINING, now, trailing_transcript)
 
     def closed(self, now: float) -> None:
         self.machine.fire(_SE.CLOSED)
 
-    def _entered(self, before: SessionState, now: float) -> list[SessionCommand]:
+    def _entered(
+        self, before: SessionState, now: float, trailing_transcript: bool
+    ) -> list[SessionCommand]:
         after = self.state
         if after is before:
             return []
@@ -192,7 +202,7 @@ class SessionLifecycle:
             self.drain_plan = self.budget.drain(now)
             return [SessionCommand.BEGIN_DRAIN]
         if after is _SS.CLOSING:
-            self.close_plan = self.budget.close(now)
+            self.close_plan = self.budget.close(now, trailing_transcript=trailing_transcript)
             return [SessionCommand.BEGIN_CLOSE]
         return []
 

@@ -40,10 +40,11 @@ async def run_close(rt: SessionRuntime) -> CloseEvent:
         if life.state is SessionState.DRAINING:
             drained = await _drain(rt)
             if life.state is SessionState.DRAINING:
+                trailing = rt.mid_utterance
                 if drained:
-                    life.drained(clock.now())
+                    life.drained(clock.now(), trailing_transcript=trailing)
                 else:
-                    life.poll(clock.now())
+                    life.poll(clock.now(), trailing_transcript=trailing)
             if life.state is SessionState.DRAINING:  # pragma: no cover - defensive
                 life.request_close(clock.now(), life.reason, drain=False)
         plan = life.close_plan

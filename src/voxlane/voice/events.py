@@ -47,6 +47,7 @@ __all__ = [
     "EventEmitter",
     "EventName",
     "FunctionToolsExecuted",
+    "Listener",
     "SpeechCreated",
     "TurnMetrics",
     "UserInputTranscribed",

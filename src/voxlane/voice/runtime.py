@@ -339,7 +339,9 @@ class SessionRuntime:
             self.close_error = error
         described = f"{type(error).__name__}: {error}" if error is not None else None
         now = self.clock.now()
-        for command in self.life.request_close(now, reason, drain=drain, error=described):
+        for command in self.life.request_close(
+            now, reason, drain=drain, error=described, trailing_transcript=self.mid_utterance
+        ):
             if command is SessionCommand.BEGIN_CLOSE:
                 self.forced.set()
                 self.changed.set()
@@ -352,6 +354,11 @@ class SessionRuntime:
             )
             self.close_requested.set()
         return self.closing
+
+    @property
+    def mid_utterance(self) -> bool:
+        """Whether the user's last words are still to be finalized by the STT."""
+        return self.input is not None and self.input.expects_trailing_final
 
     def undelivered(self) -> list[Undelivered]:
         return [

@@ -29,7 +29,7 @@ from voxlane.providers.vad import VAD
 from voxlane.transports.base import Room
 from voxlane.voice.agent import Agent
 from voxlane.voice.closing import run_close
-from voxlane.voice.events import AgentState, CloseEvent, EventEmitter
+from voxlane.voice.events import AgentState, CloseEvent, EventEmitter, EventName, Listener
 from voxlane.voice.io import AudioOutput
 from voxlane.voice.report import Usage, session_report
 from voxlane.voice.runtime import RuntimeConfig, SessionRuntime
@@ -37,7 +37,7 @@ from voxlane.voice.speech import SpeechHandle
 from voxlane.voice.tracing import SessionTracer, trace_session
 
 
-class AgentSession(EventEmitter):
+class AgentSession:
     """Runs agents against a room's audio with the given providers.
 
     Configuration is keyword-only. ``close_timeout`` bounds every forced close (I1);
@@ -63,14 +63,14 @@ class AgentSession(EventEmitter):
         session_id: str | None = None,
         clock: Clock | None = None,
     ) -> None:
-        super().__init__()
+        self._events = EventEmitter()
         self.id = session_id or f"sess_{uuid.uuid4().hex[:12]}"
         self.userdata = userdata
         context = contextvars.copy_context()
         context.run(current_session_id.set, self.id)
         self._rt = SessionRuntime(
             self,
-            emit=self.emit,
+            emit=self._events.emit,
             run_close=run_close,
             session_id=self.id,
             stt=stt,
@@ -89,6 +89,16 @@ class AgentSession(EventEmitter):
         )
         self.tracing: SessionTracer | None = None
         """OpenTelemetry spans of this session, when OpenTelemetry is installed."""
+
+    # -- events ---------------------------------------------------------------------------
+    def on(self, event: EventName, callback: Listener | None = None) -> Any:
+        """Register ``callback`` for ``event``; usable as ``@session.on("close")``. Listeners
+        are plain functions (an ``async def`` is refused); one that raises is logged and,
+        for ``close``, listed in the report."""
+        return self._events.on(event, callback)
+
+    def off(self, event: EventName, callback: Listener) -> None:
+        self._events.off(event, callback)
 
     # -- read-only state -------------------------------------------------------------------
     @property
