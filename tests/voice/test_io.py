@@ -8,7 +8,7 @@ import pytest
 
 from voxlane.media import AudioFrame, split_frames
 from voxlane.transports import LocalRoom
-from voxlane.voice.io import PacedAudioOutput
+from voxlane.transports.paced import PacedAudioOutput
 
 
 async def test_playout_is_paced_on_the_clock_and_resolves_by_timer() -> None:
@@ -72,3 +72,4 @@ async def test_room_rejects_audio_in_the_wrong_format() -> None:
     with pytest.raises(Exception, match="left"):
         p.push_frame(AudioFrame.silence(0.02, 16000))
     await room.audio_output.aclose()
+

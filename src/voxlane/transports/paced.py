@@ -1,4 +1,4 @@
-"""The audio-output contract and a paced (timer-based) implementation.
+"""An :class:`~voxlane.room.AudioOutput` paced by a timer on the loop clock.
 
 ``wait_for_playout`` resolves when the flushed segment's last sample has played on the
 loop clock — a local timer, independent of any listener — or at once on ``clear_buffer``
@@ -8,7 +8,6 @@ or ``aclose`` (then ``interrupted=True``). It cannot hang on a participant who l
 from __future__ import annotations
 
 import asyncio
-from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -17,36 +16,9 @@ from voxlane.aio.clock import DEFAULT_CLOCK, Clock
 from voxlane.aio.tasks import TaskOwner
 from voxlane.errors import ChannelClosedError
 from voxlane.media import AudioFrame
+from voxlane.room import AudioOutput, PlaybackFinished
 
-
-@dataclass(frozen=True)
-class PlaybackFinished:
-    position_s: float
-    """Seconds of the segment that were played."""
-    interrupted: bool
-
-
-class AudioOutput(ABC):
-    sample_rate: int
-
-    @abstractmethod
-    async def capture_frame(self, frame: AudioFrame) -> None:
-        """Queue ``frame`` for playout; waits while the bounded buffer is full."""
-
-    @abstractmethod
-    def flush(self) -> None:
-        """End of the current segment: ``wait_for_playout`` resolves once it has played."""
-
-    @abstractmethod
-    def clear_buffer(self) -> None:
-        """Drop queued audio now (barge-in); a pending ``wait_for_playout`` resolves."""
-
-    @abstractmethod
-    async def wait_for_playout(self) -> PlaybackFinished: ...
-
-    @abstractmethod
-    async def aclose(self) -> None:
-        """Stop playing, resolve waiters, release. Idempotent."""
+__all__ = ["PacedAudioOutput"]
 
 
 @dataclass
