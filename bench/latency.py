@@ -29,8 +29,9 @@ from typing import Any
 from rich.console import Console
 
 from voxlane import Agent, AgentSession
-from voxlane.cli.stack import local_stack
+from voxlane.cli.progress import dim_progress
 from voxlane.media import AudioFrame, split_frames
+from voxlane.runners.stack import local_stack
 from voxlane.testing import FakeLLM, ScriptedCaller
 from voxlane.testing.speech import synthesize
 from voxlane.transports import LocalRoom
@@ -65,7 +66,7 @@ async def run(turns: int, llm_mode: str) -> dict[str, Any]:
     audio = {q: synthesize(q) for q in QUESTIONS}
     llm = FakeLLM([REPLY] * (turns + 2)) if llm_mode == "scripted" else None
     rows: list[dict[str, float]] = []
-    async with local_stack(console=console, llm=llm, max_tokens=40) as st:
+    async with local_stack(progress=dim_progress(console), llm=llm, max_tokens=40) as st:
         room = LocalRoom()
         caller = ScriptedCaller(room)
         session = AgentSession(stt=st.stt, vad=st.vad, llm=st.llm, tts=st.tts)

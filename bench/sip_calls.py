@@ -43,8 +43,8 @@ import numpy as np
 
 from voxlane import Agent
 from voxlane.errors import SessionClosedError
+from voxlane.runners.sip_server import Providers, SipServerConfig, serve_sip
 from voxlane.testing import FakeLLM, FakeSTT, FakeTTS, FakeVAD
-from voxlane.transports.sip.server import Providers, SipServerConfig, serve_sip
 
 HOST = "127.0.0.1"
 BUDGET_MS = 5.0
@@ -138,10 +138,11 @@ async def open_providers(name: str) -> AsyncIterator[Callable[[], Providers]]:
         return
     from rich.console import Console
 
-    from voxlane.cli.stack import local_stack
+    from voxlane.cli.progress import dim_progress
+    from voxlane.runners.stack import local_stack
 
     # The talker reads a fixed text: the LLM is never asked (no llama.cpp server needed).
-    async with local_stack(console=Console(stderr=True), llm=FakeLLM()) as stack:
+    async with local_stack(progress=dim_progress(Console(stderr=True)), llm=FakeLLM()) as stack:
         shared = Providers(stt=stack.stt, vad=stack.vad, llm=stack.llm, tts=stack.tts)
         yield lambda: shared
 

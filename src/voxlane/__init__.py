@@ -25,6 +25,11 @@ _EXPORTS = {
     "ToolError": "voxlane.errors",
     "VoxlaneError": "voxlane.errors",
     "AudioFrame": "voxlane.media",
+    "AudioOutput": "voxlane.room",
+    "DisconnectReason": "voxlane.room",
+    "Participant": "voxlane.room",
+    "PlaybackFinished": "voxlane.room",
+    "Room": "voxlane.room",
     "Agent": "voxlane.voice.agent",
     "StopResponse": "voxlane.voice.agent",
     "AgentState": "voxlane.voice.events",
@@ -54,6 +59,7 @@ if TYPE_CHECKING:
     from voxlane.core.states import CloseReason, SessionState
     from voxlane.errors import ProviderError, SessionClosedError, ToolError, VoxlaneError
     from voxlane.media import AudioFrame
+    from voxlane.room import AudioOutput, DisconnectReason, Participant, PlaybackFinished, Room
     from voxlane.voice.agent import Agent, StopResponse
     from voxlane.voice.events import AgentState, CloseEvent
     from voxlane.voice.report import TeardownReport

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from voxlane.aio.tasks import TaskOwner, abandoned_tasks, cancel_and_wait, join
+from voxlane.aio.tasks import TaskOwner, abandoned_tasks, cancel_and_wait, join, wait_pending
 from voxlane.errors import ClosedError
 from voxlane.testing import (
     await_behind_shield,
@@ -99,3 +99,20 @@ async def test_join_returns_result_and_raises_error() -> None:
     assert await join(asyncio.ensure_future(value())) == 7
     with pytest.raises(KeyError):
         await join(asyncio.ensure_future(fail()))
+
+
+async def test_wait_pending_returns_what_is_still_pending_on_time() -> None:
+    """The result names what did *not* finish: empty means all done in time."""
+    loop = asyncio.get_running_loop()
+    quick = asyncio.ensure_future(asyncio.sleep(0.1))
+    slow = asyncio.ensure_future(asyncio.sleep(10.0))
+    future: asyncio.Future[None] = loop.create_future()  # not a task: also waited on
+    loop.call_later(0.2, future.set_result, None)
+    start = loop.time()
+    assert await wait_pending({quick, slow, future}, start + 1.0) == {slow}
+    assert loop.time() - start == pytest.approx(1.0)
+    assert not slow.cancelled()  # nothing is cancelled: the caller decides
+    assert await wait_pending({quick, future}, loop.time() + 5.0) == set()
+    assert await wait_pending(set(), loop.time()) == set()
+    slow.cancel()
+    await asyncio.gather(slow, return_exceptions=True)

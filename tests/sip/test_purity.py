@@ -12,7 +12,7 @@ import voxlane.transports.sip as sip_pkg
 PACKAGE_DIR = Path(sip_pkg.__file__).parent
 # The asyncio layer on top of the pure modules (it may import asyncio; the pure ones never
 # import it, and importing the package does not load it).
-IO_MODULES = {"udp", "rtp_io", "room", "server"}
+IO_MODULES = {"udp", "rtp_io", "room"}
 ALL_MODULES = sorted(PACKAGE_DIR.glob("*.py"))
 MODULES = [p for p in ALL_MODULES if p.stem not in IO_MODULES]
 FORBIDDEN_IMPORTS = {

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from voxlane.aio.ledger import LEDGER
+from voxlane.runners.sip_server import SipServerConfig, serve_sip
 from voxlane.transports.sip import SipResponse, parse_message
-from voxlane.transports.sip.server import SipServerConfig, serve_sip
 
 from .messages import crlf, sipp_invite
 from .test_sip_server import Greeter, providers

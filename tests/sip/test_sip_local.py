@@ -16,8 +16,8 @@ import pytest
 from voxlane import Agent
 from voxlane.aio.ledger import LEDGER
 from voxlane.cli.sip import open_providers
+from voxlane.runners.sip_server import SipServerConfig, serve_sip
 from voxlane.testing.speech import words
-from voxlane.transports.sip.server import SipServerConfig, serve_sip
 
 from .sipp import HAVE_SIPP, HOST, prepare_workdir, run_sipp
 

@@ -19,8 +19,8 @@ import pytest
 from voxlane import Agent
 from voxlane.aio.ledger import LEDGER
 from voxlane.chat import ChatContext
+from voxlane.runners.sip_server import Providers, SipServer, SipServerConfig, serve_sip
 from voxlane.testing.fakes import FakeLLM, FakeReply, FakeSTT, FakeTTS, FakeVAD
-from voxlane.transports.sip.server import Providers, SipServer, SipServerConfig, serve_sip
 
 from .corpus import CORPUS
 from .sipp import HAVE_SIPP, HOST, prepare_workdir, run_sipp

@@ -8,7 +8,7 @@ import pytest
 
 from voxlane.media import AudioFrame, split_frames
 from voxlane.transports import LocalRoom
-from voxlane.voice.io import PacedAudioOutput
+from voxlane.transports.paced import PacedAudioOutput
 
 
 async def test_playout_is_paced_on_the_clock_and_resolves_by_timer() -> None:
@@ -72,3 +72,33 @@ async def test_room_rejects_audio_in_the_wrong_format() -> None:
     with pytest.raises(Exception, match="left"):
         p.push_frame(AudioFrame.silence(0.02, 16000))
     await room.audio_output.aclose()
+
+
+async def test_flushing_with_a_full_queue_never_raises_its_bound() -> None:
+    """Regression: ``flush`` raised the frame queue's bound by one each time it found the
+    queue full (51, 52, 53... after successive replies): an unbounded queue in slow motion.
+    End-of-segment markers now take no room from frames; each segment still resolves when
+    its last sample has played."""
+    loop = asyncio.get_running_loop()
+    out = PacedAudioOutput(lambda f: None, max_buffer_s=0.1)  # 5 frames of 20 ms
+    bound = out.statistics().max_frames
+    resolved: list[float] = []
+    waiters = []
+    start = loop.time()
+    for _ in range(30):  # 30 replies of 0.2 s, each flushed while the queue is full
+        for frame in split_frames(AudioFrame.tone(0.2)):
+            await out.capture_frame(frame)
+        assert out.statistics().frames_queued == bound
+        out.flush()
+        stats = out.statistics()
+        assert stats.max_frames == bound and stats.frames_queued <= bound
+        waiter = asyncio.ensure_future(out.wait_for_playout())
+        waiter.add_done_callback(lambda _: resolved.append(loop.time() - start))
+        waiters.append(waiter)
+    results = await asyncio.gather(*waiters)
+    assert all(not r.interrupted and r.position_s == pytest.approx(0.2) for r in results)
+    assert resolved == pytest.approx([0.2 * (i + 1) for i in range(30)])
+    stats = out.statistics()
+    assert stats.max_frames == bound and stats.segments_pending == 0
+    assert stats.frames_played == 30 * 10
+    await out.aclose()

@@ -119,6 +119,22 @@ async def cancel_and_wait(
     return abandon(pending)
 
 
+async def wait_pending(
+    futures: Iterable[asyncio.Future[Any]], deadline: float, clock: Clock = DEFAULT_CLOCK
+) -> set[asyncio.Future[Any]]:
+    """Wait until every one of ``futures`` is done or ``deadline``; return those still
+    pending (empty: all done in time). Cancels nothing; returns on time whatever they do.
+
+    The caller decides what a non-empty result means: typically cancel with
+    :func:`cancel_and_wait`, then abandon.
+    """
+    pending = {f for f in futures if not f.done()}
+    if not pending:
+        return set()
+    _, pending = await asyncio.wait(pending, timeout=max(0.0, deadline - clock.now()))
+    return pending
+
+
 async def wait_event(event: asyncio.Event, deadline: float, now: float) -> bool:
     """Wait for ``event`` until ``deadline``; True if it was set. Returns on time."""
     if event.is_set():

@@ -21,10 +21,11 @@ import numpy as np
 from rich.console import Console
 
 from voxlane.aio.clock import DEFAULT_CLOCK
-from voxlane.cli.loader import load_agent_factory
+from voxlane.cli.progress import dim_progress
 from voxlane.cli.recording import write_call_wav
 from voxlane.media import AudioFrame
 from voxlane.resample import StreamResampler
+from voxlane.runners.loader import load_agent_factory
 from voxlane.testing.caller import ScriptedCaller
 from voxlane.testing.fakes import FakeLLM, FakeReply, FakeSTT, FakeTTS, FakeVAD
 from voxlane.transports.local import CallRecorder, LocalRoom
@@ -182,11 +183,11 @@ async def _synthesize(tts: Any, text: str) -> AudioFrame:
 async def run_local_demo(
     out: Path, agent_file: Path, console: Console, *, scripted_llm: bool = False, **stack: Any
 ) -> DemoResult:
-    from voxlane.cli.stack import local_stack
+    from voxlane.runners.stack import local_stack
 
     factory = load_agent_factory(agent_file)
     llm = FakeLLM(SCRIPTED_LLM) if scripted_llm else None
-    async with local_stack(console=console, llm=llm, **stack) as st:
+    async with local_stack(progress=dim_progress(console), llm=llm, **stack) as st:
         lines = {text: await _synthesize(st.caller_voice, text) for text in CALLER_TURNS}
         session = AgentSession(stt=st.stt, vad=st.vad, llm=st.llm, tts=st.tts, close_timeout=4.0)
 
@@ -224,12 +225,12 @@ async def run_console(
     **stack: Any,
 ) -> DemoResult:
     """Your recording is the caller: it is played in, the agent replies, then hang up."""
-    from voxlane.cli.stack import local_stack
+    from voxlane.runners.stack import local_stack
 
     audio = read_wav_16k(recording)
     factory = load_agent_factory(agent_file)
     llm = FakeLLM(SCRIPTED_LLM) if scripted_llm else None
-    async with local_stack(console=console, llm=llm, **stack) as st:
+    async with local_stack(progress=dim_progress(console), llm=llm, **stack) as st:
         session = AgentSession(stt=st.stt, vad=st.vad, llm=st.llm, tts=st.tts, close_timeout=4.0)
 
         async def script(caller: ScriptedCaller, turns: _AgentTurns) -> None:

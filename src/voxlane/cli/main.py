@@ -15,9 +15,9 @@ from rich.console import Console
 
 def _run_call(coro: Coroutine[Any, Any, Any], *, fast: bool, console: Console) -> int:
     """Run a demo/console call; exit 0 only if every connection was closed."""
-    from voxlane.cli.loader import AgentFileError
     from voxlane.gateway.engines.base import EngineError
     from voxlane.providers.llama_server import LlamaServerError
+    from voxlane.runners.loader import AgentFileError
     from voxlane.testing.adversarial import release_all
     from voxlane.testing.virtual_time import VirtualTimeLoop
 

@@ -17,8 +17,8 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-from voxlane.cli.loader import AgentFileError, load_agent_factory
-from voxlane.transports.sip.server import Providers, SipServerConfig, serve_sip
+from voxlane.runners.loader import AgentFileError, load_agent_factory
+from voxlane.runners.sip_server import Providers, SipServerConfig, serve_sip
 from voxlane.voice.agent import Agent
 
 PROVIDERS = ("fake", "local")
@@ -45,9 +45,10 @@ async def open_providers(args: argparse.Namespace) -> AsyncIterator[Callable[[],
                          f"{', '.join(PROVIDERS)})")
     from rich.console import Console
 
-    from voxlane.cli.stack import local_stack
+    from voxlane.cli.progress import dim_progress
+    from voxlane.runners.stack import local_stack
 
-    async with local_stack(console=Console(stderr=True), gateway_url=args.gateway,
+    async with local_stack(progress=dim_progress(Console(stderr=True)), gateway_url=args.gateway,
                            api_key=args.api_key, stt_engine=args.stt_engine) as stack:
         shared = Providers(stt=stack.stt, vad=stack.vad, llm=stack.llm, tts=stack.tts)
         yield lambda: shared

@@ -82,14 +82,16 @@ async def _main(args: argparse.Namespace) -> int:
         return await _run_worker(args, None)
     from rich.console import Console
 
-    from voxlane.cli.stack import local_stack
+    from voxlane.cli.progress import dim_progress
     from voxlane.gateway.engines.base import EngineError
     from voxlane.providers.llama_server import LlamaServerError
+    from voxlane.runners.stack import local_stack
 
     # The engines live here, once; each call's job process connects to them.
     try:
-        async with local_stack(console=Console(stderr=True), gateway_url=args.gateway,
-                               api_key=args.api_key, stt_engine=args.stt_engine) as stack:
+        async with local_stack(progress=dim_progress(Console(stderr=True)),
+                               gateway_url=args.gateway, api_key=args.api_key,
+                               stt_engine=args.stt_engine) as stack:
             urls: dict[str, str | None] = {"gateway_url": stack.gateway_url,
                                            "api_key": stack.api_key,
                                            "llm_base_url": stack.llm_base_url}

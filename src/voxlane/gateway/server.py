@@ -29,8 +29,8 @@ from urllib.parse import urlsplit
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
+from voxlane.aio.tasks import wait_pending
 from voxlane.gateway import protocol as p
-from voxlane.gateway._aio import wait_until
 from voxlane.gateway.connlog import ConnectionRecord
 from voxlane.gateway.engines import SttEngine, make_stt_engine
 from voxlane.gateway.engines.procpool import ProcessPoolEngine
@@ -249,7 +249,7 @@ class GatewayServer:
         if self._closing is None:
             self._closing = asyncio.create_task(self._aclose(), name="voxlane-gateway-aclose")
         deadline = self._loop.time() + self._config.shutdown_timeout_s + 1.0
-        await wait_until({self._closing}, deadline)
+        await wait_pending({self._closing}, deadline)
 
     # ---------------------------------------------------------------- internals
 
@@ -370,15 +370,15 @@ class GatewayServer:
             for session in sessions:
                 session.request_shutdown()
             handlers = {t for t in self._live.values() if t is not None}
-            pending = await wait_until(set(handlers), deadline)
+            pending = await wait_pending(set(handlers), deadline)
             if pending:
                 _log.warning("shutdown: aborting %d connection(s) past the deadline", len(pending))
                 for session in list(self._live):
                     session.abort()
-                await wait_until(pending, self._loop.time() + 0.5)
+                await wait_pending(pending, self._loop.time() + 0.5)
             if self._ws_server is not None:
                 waiter = asyncio.ensure_future(self._ws_server.wait_closed())
-                if await wait_until({waiter}, max(deadline, self._loop.time() + 0.2)):
+                if await wait_pending({waiter}, max(deadline, self._loop.time() + 0.2)):
                     waiter.cancel()
         finally:
             self._executor.shutdown(wait=False, cancel_futures=True)
@@ -403,7 +403,7 @@ async def start_gateway(config: GatewayConfig, *, faults: FaultPlan | None = Non
     loop = asyncio.get_running_loop()
     try:
         loader = asyncio.ensure_future(loop.run_in_executor(executor, engine.load))
-        if await wait_until({loader}, loop.time() + config.load_timeout_s):
+        if await wait_pending({loader}, loop.time() + config.load_timeout_s):
             raise TimeoutError(f"engine {engine.name} did not load in {config.load_timeout_s}s")
         loader.result()
         server = GatewayServer(config, engine, executor, faults or FaultPlan())

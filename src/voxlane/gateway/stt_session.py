@@ -22,14 +22,14 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import ParamSpec, Protocol, TypeVar
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from voxlane.aio.tasks import cancel_and_wait, wait_pending
 from voxlane.gateway import protocol as p
 from voxlane.gateway import stt_rules as rules
-from voxlane.gateway._aio import cancel_and_wait, wait_until
 from voxlane.gateway.connlog import ConnectionRecord
 from voxlane.gateway.engines import ENGINE_SAMPLE_RATE, Recognizer, SttEngine
 from voxlane.gateway.faults import GARBAGE_FRAMES, FaultPlan
@@ -55,6 +55,19 @@ class SessionLimits:
     queue_frames: int
     queue_timeout_s: float
     create_timeout_s: float = 10.0
+
+
+async def _cancel(task: asyncio.Task[Any], deadline: float) -> None:
+    """Cancel ``task`` and wait for it until ``deadline``. A task still running then is
+    abandoned (kept referenced by :mod:`voxlane.aio.tasks`) and logged with its stack; the
+    caller must not await it again without a bound."""
+    for stuck in await cancel_and_wait([task], deadline):
+        stack = "".join(f"\n  {line}" for line in stuck.stack)
+        _log.warning("abandoned task %s still running after cancel:%s", stuck.name, stack)
+    if task.done() and not task.cancelled() and task.exception() is not None:
+        # Retrieved here (so asyncio does not report it at garbage collection): the task
+        # was being cancelled, its error changes nothing for the caller.
+        _log.debug("task %r ended with %r", task, task.exception())
 
 
 class SessionSlots(Protocol):
@@ -163,10 +176,10 @@ class SttConnection:
             self._close_with(rules.PEER_GONE)
             assert self._closing is not None
             deadline = self._loop.time() + self._limits.close_timeout_s + 1.0
-            if await wait_until({self._closing}, deadline):
+            if await wait_pending({self._closing}, deadline):
                 _log.warning("conn %d: close overran its budget", self._record.conn_id)
                 self.abort()
-                await cancel_and_wait(self._closing, self._loop.time() + 0.5)
+                await _cancel(self._closing, self._loop.time() + 0.5)
             self._on_done(self)
 
     async def _read_loop(self) -> None:
@@ -219,7 +232,7 @@ class SttConnection:
         self._has_slot = True
         starter = asyncio.ensure_future(self._in_executor(self._engine.new_recognizer, settings))
         # Bounded: a saturated or stuck engine must not hold the reader forever.
-        if await wait_until({starter}, self._loop.time() + self._limits.create_timeout_s):
+        if await wait_pending({starter}, self._loop.time() + self._limits.create_timeout_s):
             starter.cancel()
             _log.error("conn %d: engine did not start a session in time", self._record.conn_id)
             self._close_with(rules.ENGINE_FAILED)
@@ -281,8 +294,8 @@ class SttConnection:
             # the client. Past the deadline the engine is hopelessly behind real time.
             putter = asyncio.ensure_future(self._queue.put(item))
             deadline = self._loop.time() + self._limits.queue_timeout_s
-            if await wait_until({putter}, deadline):
-                await cancel_and_wait(putter, deadline + 1.0)
+            if await wait_pending({putter}, deadline):
+                await _cancel(putter, deadline + 1.0)
                 self._close_with(rules.OVERLOADED)
             return
         self._queue.put_nowait(item)
@@ -401,8 +414,8 @@ class SttConnection:
                     # Let the worker drain the queue up to the close sentinel, but only
                     # for a share of the budget: the handshake needs the rest.
                     share = self._loop.time() + self._limits.close_timeout_s / 2
-                    await wait_until({worker}, share)
-                await cancel_and_wait(worker, deadline)
+                    await wait_pending({worker}, share)
+                await _cancel(worker, deadline)
             # The session is over once its worker is: free the slot before telling the
             # client, so "session.closed received" implies "a new session fits".
             self._release_slot()
@@ -416,8 +429,8 @@ class SttConnection:
                     code = p.error_info(error).close_code or 1000
                 self._record.close_code = code
                 closer = asyncio.ensure_future(self._ws.close(code))
-                if await wait_until({closer}, deadline):
-                    await cancel_and_wait(closer, deadline + 0.5)
+                if await wait_pending({closer}, deadline):
+                    await _cancel(closer, deadline + 0.5)
                     self.abort()
             else:
                 self.abort()
@@ -455,7 +468,7 @@ class SttConnection:
                 _log.warning("conn %d: recognizer left unreleased", self._record.conn_id)
                 return
             with contextlib.suppress(Exception):
-                if await wait_until({closer}, max(deadline, self._loop.time() + 0.5)):
+                if await wait_pending({closer}, max(deadline, self._loop.time() + 0.5)):
                     _log.warning("conn %d: recognizer close still running", self._record.conn_id)
                 elif closer.exception() is not None:
                     _log.warning("conn %d: recognizer close failed", self._record.conn_id)

@@ -93,7 +93,11 @@ class GatewaySTTOptions:
 
 
 class GatewaySTT(STT):
-    """Factory of gateway STT streams. ``url`` is ``ws://host:port/v1/stt``."""
+    """Factory of gateway STT streams. ``url`` is ``ws://host:port/v1/stt``.
+
+    One factory serves every call of a process (``voxlane sip --providers local`` shares
+    it), so it keeps nothing per stream: a stream is its caller's to close, and is gone
+    once the caller drops it."""
 
     def __init__(
         self,
@@ -123,12 +127,10 @@ class GatewaySTT(STT):
         )
         self._clock = clock
         self._rand = rand
-        self.streams: list[GatewaySTTStream] = []
 
     def stream(self, *, sample_rate: int = 16000) -> GatewaySTTStream:
-        s = GatewaySTTStream(self.options, sample_rate, self.label, self._clock, self._rand)
-        self.streams.append(s)
-        return s
+        """Open a stream (it connects in the background); the caller must ``aclose()`` it."""
+        return GatewaySTTStream(self.options, sample_rate, self.label, self._clock, self._rand)
 
 
 class _Done:

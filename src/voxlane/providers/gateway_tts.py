@@ -144,7 +144,8 @@ class GatewayTTSStream(TTSStream):
             close_timeout=self._cfg.close_timeout,
         )
         if isinstance(ws, Failure):
-            self._frames.send_nowait(failure_error(ws, self.label))
+            if not self._frames.closed:  # closed: aclose() came first, nobody reads it
+                self._frames.send_nowait(failure_error(ws, self.label))
             return
         self._ws = ws
         self._mark_open()

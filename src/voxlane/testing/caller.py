@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 
 from voxlane.media import AudioFrame, split_frames
+from voxlane.room import DisconnectReason
 from voxlane.testing.fakes import FakeSTT
-from voxlane.transports.base import DisconnectReason
 from voxlane.transports.local import LocalParticipant, LocalRoom
 
 

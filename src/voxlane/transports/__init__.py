@@ -1,4 +1,4 @@
-"""Transports: the Room contract and its implementations.
+"""Transports: implementations of the Room contract (:mod:`voxlane.room`, re-exported here).
 
 Exports are lazy so that pure codecs (``voxlane.transports.sip``) import without asyncio.
 """
@@ -9,12 +9,15 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
-    "DisconnectReason": "voxlane.transports.base",
-    "Participant": "voxlane.transports.base",
-    "Room": "voxlane.transports.base",
+    "AudioOutput": "voxlane.room",
+    "DisconnectReason": "voxlane.room",
+    "Participant": "voxlane.room",
+    "PlaybackFinished": "voxlane.room",
+    "Room": "voxlane.room",
     "CallRecorder": "voxlane.transports.local",
     "LocalParticipant": "voxlane.transports.local",
     "LocalRoom": "voxlane.transports.local",
+    "PacedAudioOutput": "voxlane.transports.paced",
 }
 __all__ = sorted(_EXPORTS)
 
@@ -27,5 +30,6 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:
-    from voxlane.transports.base import DisconnectReason, Participant, Room
+    from voxlane.room import AudioOutput, DisconnectReason, Participant, PlaybackFinished, Room
     from voxlane.transports.local import CallRecorder, LocalParticipant, LocalRoom
+    from voxlane.transports.paced import PacedAudioOutput

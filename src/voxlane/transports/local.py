@@ -15,8 +15,14 @@ from voxlane.aio.channel import BoundedChannel
 from voxlane.aio.clock import DEFAULT_CLOCK, Clock
 from voxlane.errors import ClosedError
 from voxlane.media import AudioFrame
-from voxlane.transports.base import DisconnectListener, DisconnectReason, Participant, Room
-from voxlane.voice.io import AudioOutput, PacedAudioOutput
+from voxlane.room import (
+    AudioOutput,
+    DisconnectListener,
+    DisconnectReason,
+    Participant,
+    Room,
+)
+from voxlane.transports.paced import PacedAudioOutput
 
 INPUT_BUFFER_FRAMES = 100  # 2 s of 20 ms frames; older frames are dropped if nobody reads
 

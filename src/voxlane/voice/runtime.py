@@ -36,7 +36,7 @@ from voxlane.providers.llm import LLM
 from voxlane.providers.stt import STT
 from voxlane.providers.tts import TTS
 from voxlane.providers.vad import VAD
-from voxlane.transports.base import DisconnectReason, Participant, Room
+from voxlane.room import AudioOutput, DisconnectReason, Participant, Room
 from voxlane.voice.activity import AgentActivity
 from voxlane.voice.agent import Agent
 from voxlane.voice.api import SessionAPI
@@ -53,7 +53,6 @@ from voxlane.voice.events import (
     UserStateChanged,
 )
 from voxlane.voice.input import UserInput
-from voxlane.voice.io import AudioOutput
 from voxlane.voice.report import HookError, Undelivered, Usage
 from voxlane.voice.speech import SpeechHandle, running_tool_of
 

@@ -10,9 +10,9 @@ from voxlane.aio.clock import Clock
 from voxlane.chat import ChatMessage
 from voxlane.providers.llm import LLM
 from voxlane.providers.tts import TTS
+from voxlane.room import AudioOutput
 from voxlane.voice.api import SessionAPI
 from voxlane.voice.events import AgentState, EventName
-from voxlane.voice.io import AudioOutput
 from voxlane.voice.report import Usage
 
 if TYPE_CHECKING:

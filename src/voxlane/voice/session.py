@@ -26,11 +26,10 @@ from voxlane.providers.llm import LLM
 from voxlane.providers.stt import STT
 from voxlane.providers.tts import TTS
 from voxlane.providers.vad import VAD
-from voxlane.transports.base import Room
+from voxlane.room import AudioOutput, Room
 from voxlane.voice.agent import Agent
 from voxlane.voice.closing import run_close
 from voxlane.voice.events import AgentState, CloseEvent, EventEmitter, EventName, Listener
-from voxlane.voice.io import AudioOutput
 from voxlane.voice.report import Usage, session_report
 from voxlane.voice.runtime import RuntimeConfig, SessionRuntime
 from voxlane.voice.speech import SpeechHandle

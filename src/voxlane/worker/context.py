@@ -15,7 +15,7 @@ from typing import Any
 
 from voxlane.aio.clock import DEFAULT_CLOCK, Clock
 from voxlane.aio.tasks import cancel_and_wait
-from voxlane.transports.base import Room
+from voxlane.room import Room
 
 ShutdownCallback = Callable[[], Awaitable[None]]
 

@@ -33,8 +33,8 @@ from typing import Any, Protocol
 
 from voxlane.aio.clock import DEFAULT_CLOCK, Clock
 from voxlane.aio.ledger import LEDGER
-from voxlane.cli.loader import load_agent_factory
-from voxlane.transports.base import Room
+from voxlane.room import Room
+from voxlane.runners.loader import load_agent_factory
 from voxlane.voice.agent import Agent
 from voxlane.voice.session import AgentSession
 from voxlane.worker.context import JobContext

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from voxlane.aio.clock import Clock
+from voxlane.room import DisconnectReason
 from voxlane.testing.fakes import FakeLLM, FakeSTT, FakeTTS, FakeVAD
-from voxlane.transports.base import DisconnectReason
 from voxlane.transports.sip.room import SipRoom
 from voxlane.transports.sip.rtp_io import RtpStream, open_rtp_stream
 from voxlane.transports.sip.sdp import negotiate, parse_sdp
@@ -80,7 +80,7 @@ def session_providers(spec: dict[str, Any]) -> dict[str, Any]:
     if kind == "fake":
         return {"stt": FakeSTT(), "vad": FakeVAD(), "llm": script or FakeLLM(), "tts": FakeTTS()}
     if kind == "local":
-        from voxlane.cli.stack import connect_stack
+        from voxlane.runners.stack import connect_stack
 
         where = spec.get("stack") or {}
         stack = connect_stack(

@@ -77,7 +77,7 @@ class SipSourceConfig:
     providers: str = "fake"
     stack: dict[str, str | None] | None = None
     """With ``providers="local"``: ``gateway_url``, ``api_key``, ``llm_base_url`` of the
-    local stack the worker runs (see ``voxlane.cli.stack``)."""
+    local stack the worker runs (see ``voxlane.runners.stack``)."""
     llm: tuple[dict[str, Any], ...] | None = None
     scripts: dict[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)

@@ -19,9 +19,9 @@ from typing import Any
 
 from voxlane.aio.clock import Clock
 from voxlane.core.supervision import JobOutcome
+from voxlane.room import DisconnectReason
 from voxlane.testing.caller import ScriptedCaller
 from voxlane.testing.fakes import FakeLLM, FakeReply, FakeSTT, FakeTTS, FakeVAD
-from voxlane.transports.base import DisconnectReason
 from voxlane.transports.local import LocalRoom
 from voxlane.voice.events import AgentState, AgentStateChanged
 from voxlane.voice.session import AgentSession

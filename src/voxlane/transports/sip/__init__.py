@@ -17,8 +17,9 @@ reads (``now`` is passed in), no threads. The asyncio UDP/RTP layer drives it::
 
 That asyncio layer is in this package too, in modules the pure ones never import (and
 which importing this package does not load): :mod:`.udp` (``SipSignaling``),
-:mod:`.rtp_io` (``RtpStream``), :mod:`.room` (``SipRoom``) and :mod:`.server`
-(``SipServer``, ``serve_sip``). See docs/sip.md.
+:mod:`.rtp_io` (``RtpStream``) and :mod:`.room` (``SipRoom``). What runs an agent session
+per call on them (``SipServer``, ``serve_sip``) is a runner, above the transports:
+:mod:`voxlane.runners.sip_server`. See docs/sip.md.
 
 Errors: see :mod:`.errors` (one tree rooted at :class:`SipError`).
 """

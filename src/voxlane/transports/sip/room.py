@@ -1,4 +1,4 @@
-"""A SIP call as a :class:`~voxlane.transports.base.Room` with one participant: the caller.
+"""A SIP call as a :class:`~voxlane.room.Room` with one participant: the caller.
 
 The caller's audio is the call's RTP input (PCM16 8 kHz frames), the room's output is the
 call's paced RTP output. :meth:`SipRoom.disconnect` is how the SIP layer reports the end of
@@ -13,8 +13,13 @@ from collections.abc import AsyncIterator, Callable
 
 from voxlane.errors import ClosedError
 from voxlane.media import AudioFrame
-from voxlane.transports.base import DisconnectListener, DisconnectReason, Participant, Room
-from voxlane.voice.io import AudioOutput
+from voxlane.room import (
+    AudioOutput,
+    DisconnectListener,
+    DisconnectReason,
+    Participant,
+    Room,
+)
 
 from .rtp_io import SAMPLE_RATE, RtpStream
 

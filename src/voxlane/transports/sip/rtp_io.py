@@ -36,7 +36,8 @@ from voxlane.aio.clock import DEFAULT_CLOCK, Clock
 from voxlane.aio.tasks import TaskOwner
 from voxlane.media import AudioFrame
 from voxlane.resample import FrameChunker, StreamResampler
-from voxlane.voice.io import AudioOutput, PacedAudioOutput, PlaybackFinished
+from voxlane.room import AudioOutput, PlaybackFinished
+from voxlane.transports.paced import PacedAudioOutput
 
 from . import g711
 from .common import Address

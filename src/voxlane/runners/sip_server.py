@@ -43,19 +43,28 @@ from voxlane.providers.llm import LLM
 from voxlane.providers.stt import STT
 from voxlane.providers.tts import TTS
 from voxlane.providers.vad import VAD
-from voxlane.transports.base import DisconnectReason
+from voxlane.room import DisconnectReason
+from voxlane.transports.sip.common import DialogConfig
+from voxlane.transports.sip.dialog import (
+    CallConfirmed,
+    CallOffered,
+    CallTerminated,
+    DialogNotification,
+)
+from voxlane.transports.sip.endpoint import EndpointConfig, SipEndpointCore
+from voxlane.transports.sip.errors import (
+    DialogStateError,
+    NoCommonCodecError,
+    SdpError,
+    UnknownCallError,
+)
+from voxlane.transports.sip.room import SipRoom
+from voxlane.transports.sip.rtp_io import RtpStream, open_rtp_stream
+from voxlane.transports.sip.sdp import AudioNegotiation, build_answer, negotiate, parse_sdp
+from voxlane.transports.sip.udp import SipSignaling, open_sip_signaling
 from voxlane.voice.agent import Agent
 from voxlane.voice.report import write_json_durably
 from voxlane.voice.session import AgentSession
-
-from .common import DialogConfig
-from .dialog import CallConfirmed, CallOffered, CallTerminated, DialogNotification
-from .endpoint import EndpointConfig, SipEndpointCore
-from .errors import DialogStateError, NoCommonCodecError, SdpError, UnknownCallError
-from .room import SipRoom
-from .rtp_io import RtpStream, open_rtp_stream
-from .sdp import AudioNegotiation, build_answer, negotiate, parse_sdp
-from .udp import SipSignaling, open_sip_signaling
 
 __all__ = ["Providers", "SipServer", "SipServerConfig", "SipServerStatistics", "serve_sip"]
 

@@ -2,7 +2,8 @@
 
 What ``voxlane demo`` and ``voxlane console`` run on by default — no cloud account, no GPU.
 Everything started here is stopped on exit, bounded (the gateway's ``aclose``, the LLM
-server's SIGTERM → SIGKILL ladder).
+server's SIGTERM → SIGKILL ladder). Progress ("starting ...") goes to a ``progress``
+callback (the CLI prints it dimmed on stderr); this module does no printing of its own.
 """
 
 from __future__ import annotations
@@ -10,10 +11,8 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-
-from rich.console import Console
 
 from voxlane.providers.gateway_stt import GatewaySTT
 from voxlane.providers.gateway_tts import GatewayTTS
@@ -35,6 +34,10 @@ class LocalStack:
     api_key: str
     llm_base_url: str | None = None
     """The local LLM server's URL when this stack started it (None: ``llm`` was given)."""
+
+
+def _quiet(message: str) -> None:
+    """The default ``progress``: say nothing."""
 
 
 def _silero() -> VAD | None:
@@ -87,7 +90,7 @@ def connect_stack(
 @contextlib.asynccontextmanager
 async def local_stack(
     *,
-    console: Console,
+    progress: Callable[[str], object] | None = None,
     llm: LLM | None = None,
     gateway_url: str | None = None,
     api_key: str | None = None,
@@ -95,13 +98,17 @@ async def local_stack(
     voice: str = "joe",
     max_tokens: int = 80,
 ) -> AsyncIterator[LocalStack]:
-    """Start what is not given. ``llm=None`` → SmolLM2 on a local llama.cpp server."""
+    """Start what is not given. ``llm=None`` → SmolLM2 on a local llama.cpp server.
+
+    ``progress`` is called with a one-line message before each slow start (the gateway's
+    model load, the LLM server's start)."""
+    say = progress or _quiet
     async with contextlib.AsyncExitStack() as stack:
         if gateway_url is None:
             from voxlane.gateway import GatewayConfig, start_gateway
 
             api_key = secrets.token_hex(12)
-            console.print(f"[dim]starting the embedded gateway ({stt_engine} + piper)...[/]")
+            say(f"starting the embedded gateway ({stt_engine} + piper)...")
             server = await start_gateway(
                 GatewayConfig(api_key=api_key, port=0, stt_engine=stt_engine)
             )
@@ -113,7 +120,7 @@ async def local_stack(
         if llm is None:
             from voxlane.providers.llama_server import LlamaServer
 
-            console.print("[dim]starting the local LLM (SmolLM2-135M on llama.cpp)...[/]")
+            say("starting the local LLM (SmolLM2-135M on llama.cpp)...")
             llama = LlamaServer()
             llm_base_url = await llama.start()
             stack.push_async_callback(llama.aclose)

@@ -1,4 +1,4 @@
-"""The audio-output contract and a paced (timer-based) implementation.
+"""An :class:`~voxlane.room.AudioOutput` paced by a timer on the loop clock.
 
 ``wait_for_playout`` resolves when the flushed segment's last sample has played on the
 loop clock — a local timer, independent of any listener — or at once on ``clear_buffer``
@@ -8,7 +8,7 @@ or ``aclose`` (then ``interrupted=True``). It cannot hang on a participant who l
 from __future__ import annotations
 
 import asyncio
-from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -17,46 +17,39 @@ from voxlane.aio.clock import DEFAULT_CLOCK, Clock
 from voxlane.aio.tasks import TaskOwner
 from voxlane.errors import ChannelClosedError
 from voxlane.media import AudioFrame
+from voxlane.room import AudioOutput, PlaybackFinished
+
+__all__ = ["PacedAudioOutput", "PacedOutputStatistics"]
 
 
 @dataclass(frozen=True)
-class PlaybackFinished:
-    position_s: float
-    """Seconds of the segment that were played."""
-    interrupted: bool
+class PacedOutputStatistics:
+    frames_queued: int
+    max_frames: int
+    """The frame queue's bound, fixed at construction (flushes never raise it)."""
+    segments_pending: int
+    """Flushed segments whose ``wait_for_playout`` has not resolved yet."""
+    frames_played: int
 
 
-class AudioOutput(ABC):
-    sample_rate: int
-
-    @abstractmethod
-    async def capture_frame(self, frame: AudioFrame) -> None:
-        """Queue ``frame`` for playout; waits while the bounded buffer is full."""
-
-    @abstractmethod
-    def flush(self) -> None:
-        """End of the current segment: ``wait_for_playout`` resolves once it has played."""
-
-    @abstractmethod
-    def clear_buffer(self) -> None:
-        """Drop queued audio now (barge-in); a pending ``wait_for_playout`` resolves."""
-
-    @abstractmethod
-    async def wait_for_playout(self) -> PlaybackFinished: ...
-
-    @abstractmethod
-    async def aclose(self) -> None:
-        """Stop playing, resolve waiters, release. Idempotent."""
-
-
-@dataclass
+@dataclass(frozen=True)
 class _Marker:
+    """The end of a flushed segment: after the player has taken ``position`` frames (the
+    frames queued when ``flush`` was called) and they have played out."""
+
+    position: int
     future: asyncio.Future[PlaybackFinished]
 
 
 class PacedAudioOutput(AudioOutput):
     """Plays frames at real-time pace on the loop clock, handing each to ``sink`` when its
-    playout starts. ``sink`` must not block (a room fans frames out to bounded channels)."""
+    playout starts. ``sink`` must not block (a room fans frames out to bounded channels).
+
+    The frame queue holds at most ``max_buffer_s`` of audio (``capture_frame`` waits for
+    room). End-of-segment markers are kept beside it, not in it, positioned by frame count:
+    one per flushed segment not yet played out, so they take no room from frames. The player
+    task runs while there is something to play or resolve, and ends when there is not.
+    """
 
     def __init__(
         self,
@@ -70,12 +63,13 @@ class PacedAudioOutput(AudioOutput):
         self.sample_rate = sample_rate
         self._sink = sink
         self._clock = clock
-        self._queue: BoundedChannel[AudioFrame | _Marker] = BoundedChannel(
+        self._queue: BoundedChannel[AudioFrame] = BoundedChannel(
             max(2, round(max_buffer_s / frame_s))
         )
         self._owner = TaskOwner("audio-out", clock=clock)
         self._player: asyncio.Task[None] | None = None
-        self._pending: list[asyncio.Future[PlaybackFinished]] = []
+        self._markers: deque[_Marker] = deque()
+        self._taken = 0  # frames the player has taken from the queue (marker positions)
         self._segment_played = 0.0
         self._play_end = 0.0
         self._closed = False
@@ -99,13 +93,8 @@ class PacedAudioOutput(AudioOutput):
         if self._closed:
             return
         fut: asyncio.Future[PlaybackFinished] = asyncio.get_running_loop().create_future()
-        self._pending.append(fut)
+        self._markers.append(_Marker(self._taken + len(self._queue), fut))
         self._ensure_player()
-        # A marker must not be dropped for lack of room: the queue bounds frames, and one
-        # marker per segment is bounded by the number of segments in flight.
-        if not self._queue.send_nowait(_Marker(fut)):
-            self._queue.maxsize += 1
-            self._queue.send_nowait(_Marker(fut))
 
     def clear_buffer(self) -> None:
         self._queue.clear()
@@ -115,37 +104,51 @@ class PacedAudioOutput(AudioOutput):
         self._play_end = self._clock.now()
 
     async def wait_for_playout(self) -> PlaybackFinished:
-        if not self._pending:
+        if not self._markers:
             return PlaybackFinished(self._segment_played, interrupted=False)
-        return await asyncio.shield(self._pending[-1])
+        return await asyncio.shield(self._markers[-1].future)
+
+    def statistics(self) -> PacedOutputStatistics:
+        return PacedOutputStatistics(
+            frames_queued=len(self._queue),
+            max_frames=self._queue.maxsize,
+            segments_pending=len(self._markers),
+            frames_played=self.frames_played,
+        )
 
     def _resolve_pending(self, *, interrupted: bool) -> None:
-        pending, self._pending = self._pending, []
-        for fut in pending:
-            if not fut.done():
-                fut.set_result(PlaybackFinished(self._segment_played, interrupted))
+        markers, self._markers = self._markers, deque()
+        for marker in markers:
+            if not marker.future.done():
+                marker.future.set_result(PlaybackFinished(self._segment_played, interrupted))
 
     async def _play(self) -> None:
-        async for item in self._queue:
-            now = self._clock.now()
-            if isinstance(item, _Marker):
+        while True:
+            if self._markers and self._markers[0].position <= self._taken:
+                marker = self._markers[0]
                 await self._clock.sleep_until(self._play_end)
-                if not item.future.done():
-                    item.future.set_result(PlaybackFinished(self._segment_played, False))
-                if item.future in self._pending:
-                    self._pending.remove(item.future)
-                self._segment_played = 0.0
+                # A clear_buffer meanwhile has resolved (and removed) this marker.
+                if self._markers and self._markers[0] is marker:
+                    self._markers.popleft()
+                    if not marker.future.done():
+                        marker.future.set_result(PlaybackFinished(self._segment_played, False))
+                    self._segment_played = 0.0
                 continue
+            frame = self._queue.receive_nowait()
+            if frame is None:
+                return  # nothing to play: capture_frame / flush start a new player
+            self._taken += 1
+            now = self._clock.now()
             if self._play_end < now:
                 self._play_end = now
             epoch = self._epoch
             await self._clock.sleep_until(self._play_end)
             if epoch != self._epoch:
                 continue
-            self._sink(item)
+            self._sink(frame)
             self.frames_played += 1
-            self._play_end += item.duration
-            self._segment_played += item.duration
+            self._play_end += frame.duration
+            self._segment_played += frame.duration
 
     async def aclose(self) -> None:
         if self._closed:

@@ -1,8 +1,16 @@
-"""The Room contract every transport implements (local, SIP, WebRTC, websocket).
+"""The Room and audio-output contracts: what every transport implements and the session uses.
 
 A room has remote participants who send audio in, one audio output the agent plays into,
 and tells its listeners when a participant disconnects, with a reason. The session links
 to one participant; with ``close_on_disconnect`` that participant's disconnect closes it.
+
+An :class:`AudioOutput`'s ``wait_for_playout`` resolves when the flushed segment's last
+sample has played — on a local timer, independent of any listener — or at once on
+``clear_buffer`` or ``aclose`` (then ``interrupted=True``). It cannot hang on a participant
+who left. (:class:`voxlane.transports.paced.PacedAudioOutput` is the timer-paced one.)
+
+This module sits below ``voice/`` and ``transports/`` (both import it; it imports only
+``voxlane.media``): the session and the rooms meet here, never in each other.
 """
 
 from __future__ import annotations
@@ -13,7 +21,45 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from voxlane.media import AudioFrame
-from voxlane.voice.io import AudioOutput
+
+__all__ = [
+    "AudioOutput",
+    "DisconnectListener",
+    "DisconnectReason",
+    "Participant",
+    "PlaybackFinished",
+    "Room",
+]
+
+
+@dataclass(frozen=True)
+class PlaybackFinished:
+    position_s: float
+    """Seconds of the segment that were played."""
+    interrupted: bool
+
+
+class AudioOutput(ABC):
+    sample_rate: int
+
+    @abstractmethod
+    async def capture_frame(self, frame: AudioFrame) -> None:
+        """Queue ``frame`` for playout; waits while the bounded buffer is full."""
+
+    @abstractmethod
+    def flush(self) -> None:
+        """End of the current segment: ``wait_for_playout`` resolves once it has played."""
+
+    @abstractmethod
+    def clear_buffer(self) -> None:
+        """Drop queued audio now (barge-in); a pending ``wait_for_playout`` resolves."""
+
+    @abstractmethod
+    async def wait_for_playout(self) -> PlaybackFinished: ...
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Stop playing, resolve waiters, release. Idempotent."""
 
 
 class DisconnectReason(StrEnum):
