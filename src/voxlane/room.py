@@ -106,5 +106,14 @@ class Room(ABC):
         """The first remote participant (returns at once if one is there)."""
 
     @abstractmethod
+    def remote_participants(self) -> list[Participant]:
+        """Who is in the room now."""
+
+    @abstractmethod
+    def departed_participants(self) -> dict[Participant, DisconnectReason]:
+        """Who was in the room and left, with why, for the room's whole life: a session
+        started after its caller already left closes at once instead of waiting."""
+
+    @abstractmethod
     def on_participant_disconnected(self, listener: DisconnectListener) -> Callable[[], None]:
         """Subscribe; returns the function that unsubscribes."""

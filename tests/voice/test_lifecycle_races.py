@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from voice_helpers import ScriptAgent, start_harness
 
-from voxlane import CloseReason, RunContext
+from voxlane import AgentSession, CloseReason, RunContext
 from voxlane.chat import ChatContext, ChatMessage
 from voxlane.errors import ProviderError
 from voxlane.media import AudioFrame
@@ -15,11 +15,14 @@ from voxlane.providers.llm import ChatChunk, LLMStream
 from voxlane.testing import (
     FakeLLM,
     FakeReply,
+    FakeSTT,
     FakeTTS,
+    FakeVAD,
     swallow_cancellation_forever,
 )
 from voxlane.testing.fakes import FakeLLMStream, FakeTTSStream
 from voxlane.testing.scenarios import ask
+from voxlane.transports import LocalRoom
 
 BUDGET = 2.0
 
@@ -279,3 +282,33 @@ async def test_forced_close_at_any_moment_of_a_drain_with_a_pending_handoff(
     assert event.reason is CloseReason.DRAINED
     assert event.report.open_connections_after == 0 and h.open_connections() == 0
     assert len(h.closes) == 1
+
+
+async def test_a_session_started_after_its_caller_left_closes_at_once() -> None:
+    room = LocalRoom()
+    room.join("caller").leave()
+    assert [p.identity for p in room.departed_participants()] == ["caller"]
+    agent = ScriptAgent()
+    session = AgentSession(stt=FakeSTT(), vad=FakeVAD(), llm=FakeLLM(), tts=FakeTTS())
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await session.start(agent, room=room)
+    event = await session.wait_closed()
+    assert loop.time() - start < 0.1
+    assert event.reason is CloseReason.PARTICIPANT_DISCONNECTED
+    assert agent.entered == 0 and agent.exited == 0  # never ran
+    assert event.report.open_connections_after == 0
+
+
+async def test_a_room_nobody_joins_closes_at_the_participant_timeout() -> None:
+    session = AgentSession(
+        stt=FakeSTT(), vad=FakeVAD(), llm=FakeLLM(), tts=FakeTTS(), participant_timeout=5.0
+    )
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await session.start(ScriptAgent(greeting=None), room=LocalRoom())
+    event = await session.wait_closed()
+    assert 5.0 <= loop.time() - start <= 5.0 + session.close_timeout
+    assert event.reason is CloseReason.PARTICIPANT_DISCONNECTED
+    assert isinstance(event.error, TimeoutError) and "5 s" in str(event.error)
+    assert event.report.open_connections_after == 0

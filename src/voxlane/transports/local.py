@@ -113,6 +113,7 @@ class LocalRoom(Room):
         self.clock = clock
         self.recorder = recorder
         self._participants: dict[str, LocalParticipant] = {}
+        self._departed: dict[Participant, DisconnectReason] = {}
         self._joined = asyncio.Event()
         self._listeners: list[DisconnectListener] = []
         self._output = PacedAudioOutput(self._fan_out, sample_rate=sample_rate, clock=clock)
@@ -127,12 +128,19 @@ class LocalRoom(Room):
 
     def participant_left(self, participant: LocalParticipant, reason: DisconnectReason) -> None:
         self._participants.pop(participant.info.identity, None)
+        self._departed[participant.info] = reason
         for listener in list(self._listeners):
             listener(participant.info, reason)
 
     @property
     def participants(self) -> list[LocalParticipant]:
         return list(self._participants.values())
+
+    def remote_participants(self) -> list[Participant]:
+        return [p.info for p in self._participants.values()]
+
+    def departed_participants(self) -> dict[Participant, DisconnectReason]:
+        return dict(self._departed)
 
     @property
     def audio_output(self) -> AudioOutput:

@@ -183,6 +183,13 @@ class SessionRuntime:
         if room is not None:
             if close_on_disconnect:
                 self.unsubscribe = room.on_participant_disconnected(self._on_disconnected)
+                gone = room.departed_participants()
+                if gone and not room.remote_participants():
+                    # The caller left before the session started: close now, run no hook.
+                    who, why = next(iter(gone.items()))
+                    log.info("session %s: %s already left (%s)", self.id, who.identity, why)
+                    self.request_close(CloseReason.PARTICIPANT_DISCONNECTED)
+                    return
             self.link_task = self.owner.spawn(self._link(room), name="link-participant")
         self._maybe_start_current()
 

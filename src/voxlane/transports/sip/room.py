@@ -52,6 +52,13 @@ class SipRoom(Room):
     async def wait_for_participant(self) -> Participant:
         return self.participant  # the room exists only once the call is answered
 
+    def remote_participants(self) -> list[Participant]:
+        return [self.participant] if self._disconnect_reason is None else []
+
+    def departed_participants(self) -> dict[Participant, DisconnectReason]:
+        reason = self._disconnect_reason
+        return {} if reason is None else {self.participant: reason}
+
     def on_participant_disconnected(self, listener: DisconnectListener) -> Callable[[], None]:
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener) if listener in self._listeners else None
