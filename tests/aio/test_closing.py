@@ -73,3 +73,38 @@ def test_ledger_counts_by_session() -> None:
     assert ledger.count_open("s1") == 0 and ledger.count_open() == 1
     for e in ledger.open_entries():
         e.release()
+
+
+async def test_a_resource_is_told_the_deadline_it_must_be_released_by() -> None:
+    from voxlane.providers.base import ProviderStream
+
+    stream = ProviderStream(label="s")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 0.25
+    step = await bounded_aclose("close s", stream, deadline)
+    assert step.outcome == "ok" and stream.release_deadline == deadline
+    # its own graceful close plans within it, whatever its own timeout says
+    assert stream.close_deadline(loop.time(), 2.0) == deadline
+    assert stream.close_deadline(deadline - 1.0, 0.5) == deadline - 0.5
+
+
+async def test_release_keeps_what_is_not_yet_released_on_the_stack() -> None:
+    stack = ResourceStack()
+    released: list[str] = []
+
+    class Slow:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        async def aclose(self) -> None:
+            await asyncio.sleep(1.0)
+            released.append(self.name)
+
+    for name in ("a", "b", "c"):
+        stack.push(name, Slow(name))
+    task = asyncio.ensure_future(stack.release(lambda now, left: now + 5.0))
+    await asyncio.sleep(1.5)  # "c" released, "b" being closed
+    task.cancel()
+    await asyncio.sleep(0)
+    assert released == ["c"]
+    assert len(stack) == 2  # "b" (cut short) and "a" are still where abort_all finds them

@@ -52,6 +52,12 @@ class ProviderStream:
     def set_release_deadline(self, deadline: float) -> None:
         self.release_deadline = deadline
 
+    def close_deadline(self, now: float, timeout: float) -> float:
+        """When a graceful close starting ``now`` must be done: its own ``timeout``, or the
+        release deadline the session's teardown gave, whichever comes first."""
+        own = now + timeout
+        return own if self.release_deadline is None else min(own, self.release_deadline)
+
     async def aclose(self) -> None:
         """Close gracefully if possible; always release. Idempotent."""
         if self._closed:

@@ -389,8 +389,9 @@ class GatewaySTTStream(STTStream):
     # -- closing --------------------------------------------------------------------------
     async def _aclose_impl(self) -> None:
         self.end_input()
-        deadline = self._clock.now() + self._opts.close_timeout
-        done, _ = await asyncio.wait({self._runner}, timeout=self._opts.close_timeout)
+        now = self._clock.now()
+        deadline = self.close_deadline(now, self._opts.close_timeout)
+        done, _ = await asyncio.wait({self._runner}, timeout=max(0.0, deadline - now))
         if not done:
             self._abort_impl()
         await self._owner.shutdown(max(deadline, self._clock.now()))

@@ -217,6 +217,7 @@ class GatewayTTSStream(TTSStream):
 
     # -- closing ----------------------------------------------------------------------------
     async def _aclose_impl(self) -> None:
+        deadline = self.close_deadline(self._clock.now(), self._cfg.close_timeout)
         ws = self._ws
         self._input_ended = True
         self._requests.close()
@@ -227,10 +228,10 @@ class GatewayTTSStream(TTSStream):
                 await ws.send(t.encode_tts_client_message(p.SessionClose()))
             except ConnectionClosed:
                 pass
-        await asyncio.wait({self._runner}, timeout=self._cfg.close_timeout)
+        await asyncio.wait({self._runner}, timeout=max(0.0, deadline - self._clock.now()))
         if not self._runner.done():
             self._abort_impl()
-        await self._owner.shutdown(self._clock.now() + self._cfg.close_timeout)
+        await self._owner.shutdown(max(deadline, self._clock.now()))
 
     def _abort_impl(self) -> None:
         self._requests.close()
