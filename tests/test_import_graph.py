@@ -239,3 +239,17 @@ def test_a_violation_names_the_module_and_the_import() -> None:
         "of gateway: voxlane.providers.probe (line 9) imports voxlane.gateway.server",
     ]
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+
+
+def test_the_modules_that_run_agents_have_no_import_cycle() -> None:
+    """Within voice/ and core/ every module imports only modules below it (agents and tools
+    see the session through the ``voice.api`` protocol, not the session class)."""
+    for package in ("voxlane.voice", "voxlane.core"):
+        graph: dict[str, set[str]] = {}
+        for imp in all_imports():
+            if imp.module.startswith(package + ".") and imp.target.startswith(package + "."):
+                if imp.module != imp.target:
+                    graph.setdefault(imp.module, set()).add(imp.target)
+        assert len(graph) > 3, package
+        cycle = find_cycle(graph)
+        assert cycle is None, f"modules import each other: {' -> '.join(cycle or [])}"
