@@ -250,6 +250,6 @@ def test_the_modules_that_run_agents_have_no_import_cycle() -> None:
             if imp.module.startswith(package + ".") and imp.target.startswith(package + "."):
                 if imp.module != imp.target:
                     graph.setdefault(imp.module, set()).add(imp.target)
-        assert len(graph) > 3, package
+        assert graph, package
         cycle = find_cycle(graph)
         assert cycle is None, f"modules import each other: {' -> '.join(cycle or [])}"
