@@ -36,7 +36,7 @@ Checks (the ``check`` of a :class:`Failure`), made when ``close`` has fired:
   ``close`` fired;
 * ``api_error`` — a public call raised anything but ``SessionClosedError``, or raised it while
   the session was neither draining nor closing (``start()``: with no close requested), or
-  ``start()`` on a closed session did not raise, or an exception escaped into the driver;
+  ``start()`` on a closed session did not raise (or never returned);
 * ``close_reason`` — the reason is that of one of the requests made; ``state`` — CLOSED;
 * ``driver_error`` — an exception escaped into the driver itself (a harness bug, or user
   code escaping by a path the driver does not expect);
