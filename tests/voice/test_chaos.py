@@ -38,10 +38,10 @@ REGRESSIONS: dict[int, tuple[str, str]] = {
     1889: ("a turn that completes during a forced close (slow on_exit) is lost", "125bc53b0f19"),
     377: ("shutdown(drain=True) during a handoff cuts the old agent's speech", "b8f4852de9aa"),
     652: ("shutdown(drain=True) during a handoff strands the new agent's speech", "66112b40821d"),
-    813: ("start() after the caller left never closes", "8a680009b50b"),
-    1550: ("update_agent(C) during a handoff to B leaves B's hook tasks running", "6b686c1afb86"),
-    819: ("a forced close during a handoff's teardown leaves a stream open", "20a3f416055a"),
-    1190: ("a speech's hanging TTS close leaves an unreported task", "aea18606ed7c"),
+    4854: ("start() after the caller left never closes", "b4879fdfaff9"),
+    2915: ("update_agent(C) during a handoff to B leaves B's hook tasks running", "a0b7711a8ca9"),
+    2169: ("a close during a handoff's teardown leaves a stream open", "bf7557f70540"),
+    3155: ("a speech's hanging TTS close leaves an unreported task", "f14cc502363e"),
 }
 # Scenarios full of misbehaving code and providers that the current code closes correctly:
 # they pin the harness's strictness (a check that fires on these is a harness bug).
