@@ -1,14 +1,20 @@
 """voxlane's testing kit — shipped for users' own agent tests too.
 
 Fakes that record open/close in the resource ledger, misbehaving user code and providers,
-a scripted caller, virtual time, and a pytest plugin with a leak check.
+a scripted caller, virtual time, a pytest plugin with a leak check, and seeded randomized
+lifecycle scenarios (``voxlane.testing.chaos``, imported on demand).
 """
 
 from voxlane.testing.adversarial import (
     EndlessTTS,
+    FailingLLM,
     HangingCloseSTT,
+    HangingCloseTTS,
     HangingLLM,
     RaisingCloseSTT,
+    RaisingCloseTTS,
+    StallingLLM,
+    StallingTTS,
     await_behind_shield,
     never_return,
     release_all,
@@ -24,15 +30,20 @@ from voxlane.testing.virtual_time import VirtualTimeDeadlock, VirtualTimeLoop, r
 
 __all__ = [
     "EndlessTTS",
+    "FailingLLM",
     "FakeLLM",
     "FakeReply",
     "FakeSTT",
     "FakeTTS",
     "FakeVAD",
     "HangingCloseSTT",
+    "HangingCloseTTS",
     "HangingLLM",
     "RaisingCloseSTT",
+    "RaisingCloseTTS",
     "ScriptedCaller",
+    "StallingLLM",
+    "StallingTTS",
     "VirtualTimeDeadlock",
     "VirtualTimeLoop",
     "await_behind_shield",

@@ -9,10 +9,20 @@ names say: ignore cancellation, hide behind ``asyncio.shield``, sleep for a long
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
+from typing import Any
 
 from voxlane.errors import ProviderError
+from voxlane.media import AudioFrame
 from voxlane.providers.llm import ChatChunk, LLMStream
-from voxlane.testing.fakes import FakeLLM, FakeLLMStream, FakeReply, FakeSTT, FakeTTS
+from voxlane.testing.fakes import (
+    FakeLLM,
+    FakeLLMStream,
+    FakeReply,
+    FakeSTT,
+    FakeTTS,
+    FakeTTSStream,
+)
 from voxlane.voice.tools import RunContext
 
 _RELEASES: list[asyncio.Future[None]] = []
@@ -110,3 +120,111 @@ class HangingLLM(FakeLLM):
 
     def make_stream(self, reply: FakeReply) -> LLMStream:
         return _HangingLLMStream(self, reply)
+
+
+class HangingCloseTTS(FakeTTS):
+    """Its streams' ``aclose`` never returns and ignores cancellation."""
+
+    def stream(self) -> FakeTTSStream:
+        s = _CloseBehaviourTTSStream(self, "hang")
+        self.streams.append(s)
+        return s
+
+
+class RaisingCloseTTS(FakeTTS):
+    """Its streams' ``aclose`` raises (the connection must still be released)."""
+
+    def stream(self) -> FakeTTSStream:
+        s = _CloseBehaviourTTSStream(self, "raise")
+        self.streams.append(s)
+        return s
+
+
+class _CloseBehaviourTTSStream(FakeTTSStream):
+    def __init__(self, owner: FakeTTS, behaviour: str) -> None:
+        super().__init__(owner)
+        self._behaviour = behaviour
+
+    async def _aclose_impl(self) -> None:
+        await super()._aclose_impl()
+        if self._behaviour == "hang":
+            await swallow_cancellation_forever()
+        else:
+            raise ProviderError("close failed on purpose", provider=self.label)
+
+
+class StallingTTS(FakeTTS):
+    """Its streams hang mid-synthesis: after ``stall_after`` frames the next read never
+    returns — ignoring cancellation when ``stubborn``, else until cancelled."""
+
+    def __init__(self, *, stall_after: int = 3, stubborn: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.stall_after = stall_after
+        self.stubborn = stubborn
+
+    def stream(self) -> FakeTTSStream:
+        s = _StallingTTSStream(self)
+        self.streams.append(s)
+        return s
+
+
+class _StallingTTSStream(FakeTTSStream):
+    def __init__(self, owner: StallingTTS) -> None:
+        super().__init__(owner)
+        self._stall = owner
+        self._frames = 0
+
+    async def __anext__(self) -> AudioFrame:
+        if self._frames >= self._stall.stall_after:
+            if self._stall.stubborn:
+                await swallow_cancellation_forever()
+            else:
+                await never_return()
+            raise StopAsyncIteration  # released: the synthesis ends there
+        self._frames += 1
+        return await super().__anext__()
+
+
+class _MidReplyLLMStream(FakeLLMStream):
+    """Streams ``after`` chunks of its reply, then raises or hangs."""
+
+    def __init__(self, owner: FakeLLM, reply: FakeReply, after: int, behaviour: str) -> None:
+        super().__init__(owner, reply)
+        self._left = after
+        self._behaviour = behaviour
+
+    async def __anext__(self) -> ChatChunk:
+        if self._left <= 0:
+            if self._behaviour == "raise":
+                raise ProviderError("stream broke mid-reply on purpose", provider=self.label)
+            await swallow_cancellation_forever()
+            raise StopAsyncIteration
+        self._left -= 1
+        return await super().__anext__()
+
+
+class FailingLLM(FakeLLM):
+    """Its streams raise ``ProviderError`` after ``fail_after`` chunks (mid-reply)."""
+
+    def __init__(
+        self, replies: Sequence[FakeReply | str] = (), *, fail_after: int = 1, **kwargs: Any
+    ) -> None:
+        super().__init__(replies, **kwargs)
+        self.fail_after = fail_after
+
+    def make_stream(self, reply: FakeReply) -> LLMStream:
+        return _MidReplyLLMStream(self, reply, self.fail_after, "raise")
+
+
+class StallingLLM(FakeLLM):
+    """Its streams produce ``stall_after`` chunks, then never another (ignoring
+    cancellation): a reply that hangs mid-sentence, with its TTS stream open."""
+
+    def __init__(
+        self, replies: Sequence[FakeReply | str] = (), *, stall_after: int = 1, **kwargs: Any
+    ) -> None:
+        super().__init__(replies, **kwargs)
+        self.stall_after = stall_after
+
+    def make_stream(self, reply: FakeReply) -> LLMStream:
+        return _MidReplyLLMStream(self, reply, self.stall_after, "hang")

@@ -19,15 +19,19 @@ class ScriptedCaller:
         stt: FakeSTT | None = None,
         identity: str = "caller",
         words_per_second: float = 3.0,
+        frame_duration: float = 0.02,
     ) -> None:
         self.room = room
         self.stt = stt
         self.participant: LocalParticipant = room.join(identity)
         self.words_per_second = words_per_second
+        self.frame_duration = frame_duration
+        """Seconds per pushed frame (longer frames: fewer loop turns, coarser timing)."""
 
     def frames_for(self, text: str) -> list[AudioFrame]:
         seconds = max(0.3, len(text.split()) / self.words_per_second)
-        return split_frames(AudioFrame.tone(seconds, self.room.sample_rate, freq=220.0))
+        tone = AudioFrame.tone(seconds, self.room.sample_rate, freq=220.0)
+        return split_frames(tone, self.frame_duration)
 
     async def say(self, text: str, *, trailing_silence: float = 0.0) -> None:
         """Speak ``text`` (the fake STT will recognize it), then stay silent a while."""
@@ -52,7 +56,7 @@ class ScriptedCaller:
 
     async def silence(self, seconds: float) -> None:
         await self.participant.stream_audio(
-            split_frames(AudioFrame.silence(seconds, self.room.sample_rate))
+            split_frames(AudioFrame.silence(seconds, self.room.sample_rate), self.frame_duration)
         )
 
     async def silence_until(self, event: asyncio.Event, timeout: float) -> bool:
