@@ -126,7 +126,7 @@ def test_close_before_start_plans_a_forced_close() -> None:
 ACTIVITY_PATHS = [
     ([AE.START, AE.ENTERED], A.ACTIVE),
     ([AE.CLOSE, AE.RELEASED], A.CLOSED),
-    ([AE.START, AE.DRAIN, AE.ENTERED, AE.DRAINED, AE.EXITED, AE.RELEASED], A.CLOSED),
+    ([AE.START, AE.DRAIN, AE.ENTERED, AE.DRAINED, AE.EXITED, AE.SETTLED, AE.RELEASED], A.CLOSED),
     ([AE.START, AE.ENTERED, AE.DRAIN, AE.CLOSE, AE.ENTERED, AE.SETTLED], A.RELEASING),
     ([AE.START, AE.ENTERED, AE.DRAIN, AE.DRAINED, AE.CLOSE, AE.SETTLED], A.RELEASING),
     ([AE.START, AE.CLOSE, AE.CLOSE, AE.DRAIN, AE.SETTLED, AE.CLOSE, AE.RELEASED], A.CLOSED),
@@ -201,7 +201,8 @@ def test_graceful_end_runs_on_exit_then_releases() -> None:
     assert life.next_deadline() == 3.0
     assert life.poll(2.9) == []
     assert life.drained(2.0) == [C.RUN_ON_EXIT]
-    assert life.exited(2.5) == [C.RELEASE]
+    assert life.exited(2.5) == [C.SETTLE]  # what the agent left running is cancelled
+    assert life.exited_gracefully and life.settled(2.6) == [C.RELEASE]
     # the close after on_exit ran does not run it again
     assert life.close(2.6) == []
 

@@ -70,12 +70,16 @@ async def run_step(
     *,
     on_expiry: Callable[[], bool] | None = None,
     clock: Clock = DEFAULT_CLOCK,
+    abandoned: list[AbandonedTask] | None = None,
 ) -> StepReport:
     """Run ``action`` until ``deadline``; never waits longer, whatever ``action`` does.
 
     On expiry the action's task is cancelled and abandoned, then ``on_expiry`` (a hard
     release, returning True if it released) runs: outcome ``aborted``, else ``timeout``.
     On error ``on_expiry`` runs too (an error means "not graceful", never "still open").
+    If the caller is cancelled meanwhile, the step is cancelled and ``on_expiry`` runs; an
+    action that will not stop is abandoned and recorded in ``abandoned`` (the caller's
+    cancellation then propagates, so it has no report to put it in).
     """
     start = clock.now()
     task: asyncio.Task[None] = asyncio.ensure_future(action())
@@ -86,6 +90,12 @@ async def run_step(
         task.cancel()
         if on_expiry is not None:
             on_expiry()
+        try:
+            await asyncio.sleep(0)  # one loop turn for a well-behaved action to unwind
+        finally:
+            stuck = abandon([task])
+            if abandoned is not None:
+                abandoned.extend(stuck)
         raise
     elapsed = (clock.now() - start) * 1000
     if task in done:
@@ -118,7 +128,12 @@ class DeadlineAware(Protocol):
 
 
 async def bounded_aclose(
-    name: str, resource: AsyncResource, deadline: float, *, clock: Clock = DEFAULT_CLOCK
+    name: str,
+    resource: AsyncResource,
+    deadline: float,
+    *,
+    clock: Clock = DEFAULT_CLOCK,
+    abandoned: list[AbandonedTask] | None = None,
 ) -> StepReport:
     """``resource.aclose()`` under ``deadline``; ``abort()`` it if that fails or hangs.
 
@@ -127,7 +142,12 @@ async def bounded_aclose(
     if isinstance(resource, DeadlineAware):
         resource.set_release_deadline(deadline)
     return await run_step(
-        name, resource.aclose, deadline, on_expiry=lambda: _safe_abort(resource), clock=clock
+        name,
+        resource.aclose,
+        deadline,
+        on_expiry=lambda: _safe_abort(resource),
+        clock=clock,
+        abandoned=abandoned,
     )
 
 

@@ -19,16 +19,18 @@ Activity (one agent run by the session)::
     PENDING ──start──▶ ENTERING ──entered──▶ ACTIVE
        │                  │ drain               │ drain
        │                  ▼                     ▼
-       │               DRAINING ──drained──▶ EXITING ──exited──▶ RELEASING ──released──▶ CLOSED
-       │ close          │ close / drain deadline  │ close / drain deadline      ▲
-       ▼                ▼                         ▼                             │
-    RELEASING        SETTLING ◀──────────────────┘ ──────────settled────────────┘
+       │               DRAINING ──drained──▶ EXITING ──exited──▶ SETTLING ──settled──▶ RELEASING
+       │ close          │ close / drain deadline  │ close / drain deadline  ▲        │ released
+       ▼                ▼                         ▼                         │        ▼
+    RELEASING        SETTLING ◀──────────────────┴─────────────────────────┘      CLOSED
 
 A PENDING activity (a handoff target not started yet) that is closed never ran a hook: its
 queued speech is reported undelivered. ENTERING/ACTIVE closed by force settle first (their
 tasks are cancelled, ``on_exit`` runs if ``on_enter`` did, what is left is abandoned at the
-settle deadline). RELEASING closes the activity's provider streams; CLOSED is final, and only
-then may the session forget the activity.
+settle deadline). A graceful end settles too, after ``on_exit``: what the agent left running
+(an ``on_enter`` that never returned, a hook) is cancelled at once and abandoned if it will
+not stop. RELEASING closes the activity's provider streams; CLOSED is final, and only then
+may the session forget the activity.
 """
 
 from __future__ import annotations
@@ -250,7 +252,7 @@ ACTIVITY_TRANSITIONS: dict[tuple[ActivityState, ActivityEvent], ActivityState] =
     (_AS.DRAINING, _AE.CLOSE): _AS.SETTLING,
     (_AS.EXITING, _AE.ENTERED): _AS.EXITING,
     (_AS.EXITING, _AE.DRAIN): _AS.EXITING,
-    (_AS.EXITING, _AE.EXITED): _AS.RELEASING,
+    (_AS.EXITING, _AE.EXITED): _AS.SETTLING,
     (_AS.EXITING, _AE.CLOSE): _AS.SETTLING,
     (_AS.SETTLING, _AE.SETTLED): _AS.RELEASING,
     (_AS.RELEASING, _AE.RELEASED): _AS.CLOSED,
@@ -284,6 +286,8 @@ class ActivityLifecycle:
     entered: bool = False
     """``on_enter`` was started: ``on_exit`` is owed."""
     exit_started: bool = False
+    exited_gracefully: bool = False
+    """``on_exit`` returned in a graceful end: leftover tasks are cancelled without a wait."""
     purpose: str = "handoff"
     drain_plan: DrainPlan | None = None
     plan: ClosePlan | None = None
@@ -347,8 +351,9 @@ class ActivityLifecycle:
 
     def exited(self, now: float) -> list[ActivityCommand]:
         self.machine.fire(_AE.EXITED)
+        self.exited_gracefully = True
         self.plan = self.plan or self.budget.close(now)
-        return [ActivityCommand.RELEASE]
+        return [ActivityCommand.SETTLE]
 
     def close(self, now: float, plan: ClosePlan | None = None) -> list[ActivityCommand]:
         """Forced end on ``plan`` (default: a plan starting now). A plan already running is

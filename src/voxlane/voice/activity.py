@@ -84,6 +84,7 @@ class AgentActivity:
             instructions=agent.instructions,
             tools=agent.tools,
             release_deadline=budget.stream_release_deadline,
+            abandoned=self.abandoned,
         )
 
     def __repr__(self) -> str:
@@ -201,14 +202,14 @@ class AgentActivity:
             if life.state is _S.DRAINING:
                 if self._queue.is_idle():
                     self._apply(life.drained(now))
-                elif not await self._wait_change(life.next_deadline()):
-                    self._apply(life.poll(self._clock.now()))
+                else:
+                    await self._wait_change()
             elif life.state is _S.EXITING:
                 exit_done = self._on_exit is None or self._on_exit.done()
                 if exit_done and self._queue.is_idle():
                     self._apply(life.exited(now))
-                elif not await self._wait_change(life.next_deadline()):
-                    self._apply(life.poll(self._clock.now()))
+                else:
+                    await self._wait_change()
             elif life.state is _S.SETTLING:
                 await self._settle()
                 self._apply(life.settled(self._clock.now()))
@@ -218,17 +219,23 @@ class AgentActivity:
             else:  # pragma: no cover - the machine never leaves an ending state backwards
                 raise AssertionError(f"end task in state {life.state}")
 
-    async def _wait_change(self, deadline: float | None) -> bool:
-        """Wait until something changed or ``deadline``; False if the deadline passed."""
+    async def _wait_change(self) -> None:
+        """Wait until something changed or the drain deadline, which escalates."""
         self._changed.clear()
+        deadline = self.life.next_deadline()
         assert deadline is not None  # DRAINING/EXITING always have a drain deadline
-        return await wait_event(self._changed, deadline, self._clock.now())
+        if not await wait_event(self._changed, deadline, self._clock.now()):
+            # Timed out. The loop may wake a timer a hair before its deadline (its clock
+            # resolution): the deadline is what passed, so poll at it, never before.
+            self._apply(self.life.poll(max(self._clock.now(), deadline)))
 
     async def _settle(self) -> None:
         plan = self.life.plan
         assert plan is not None
         live = self._owner.live
-        if live:  # well-behaved tasks (and on_exit) may finish; then cancel twice, abandon
+        if live and not self.life.exited_gracefully:
+            # Well-behaved tasks (and on_exit) may finish; then cancel twice, abandon. After
+            # a graceful on_exit, what is still running is left over: cancel it at once.
             timeout = max(0.0, plan.settle_wait_deadline - self._clock.now())
             await asyncio.wait(live, timeout=timeout)
         self.abandoned.extend(
@@ -242,11 +249,12 @@ class AgentActivity:
         plan = self.life.plan
         assert plan is not None
         reserve = self._reserve_steps
-        self.steps.extend(
-            await self.streams.release(
-                lambda now, left: plan.step_deadline(now, left + reserve), clock=self._clock
-            )
+        steps = await self.streams.release(
+            lambda now, left: plan.step_deadline(now, left + reserve), clock=self._clock
         )
+        self.steps.extend(steps)
+        for step in steps:
+            self.abandoned.extend(step.abandoned)
 
     # -- scheduling -----------------------------------------------------------------------
     def schedule(

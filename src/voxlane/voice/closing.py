@@ -43,8 +43,10 @@ async def run_close(rt: SessionRuntime) -> CloseEvent:
                 trailing = rt.mid_utterance
                 if drained:
                     life.drained(clock.now(), trailing_transcript=trailing)
-                else:
-                    life.poll(clock.now(), trailing_transcript=trailing)
+                else:  # the deadline passed (a timer may wake a hair early: poll at it)
+                    assert life.drain_plan is not None
+                    at = max(clock.now(), life.drain_plan.deadline)
+                    life.poll(at, trailing_transcript=trailing)
             if life.state is SessionState.DRAINING:  # pragma: no cover - defensive
                 life.request_close(clock.now(), life.reason, drain=False)
         plan = life.close_plan
@@ -74,7 +76,8 @@ async def _drain(rt: SessionRuntime) -> bool:
         rt.changed.clear()
         if current.state is not ActivityState.PENDING and rt.activities == [current]:
             current.drain(plan.deadline, purpose="drain")
-        await wait_event(rt.changed, plan.deadline, clock.now())
+        if not await wait_event(rt.changed, plan.deadline, clock.now()):
+            return False  # the deadline passed
     return False
 
 
@@ -104,8 +107,7 @@ async def _close_forced(rt: SessionRuntime, plan: ClosePlan, report: TeardownRep
         await rt.owner.shutdown(plan.settle_deadline, recancel_at=plan.cancel_deadline)
     )
     await _wait_settled(activities, plan.settle_deadline, rt)
-    stuck = [a for act in activities for a in act.abandoned]
-    report.abandoned.extend(stuck)
+    report.abandoned.extend(a for act in activities for a in act.abandoned)
     outcome: Outcome = "timeout" if report.abandoned else "ok"
     report.steps.append(StepReport("settle", (clock.now() - t) * 1000, outcome))
     if report.abandoned:
@@ -116,9 +118,9 @@ async def _close_forced(rt: SessionRuntime, plan: ClosePlan, report: TeardownRep
     ends = {task for a in activities if (task := a.end_task()) is not None and not task.done()}
     if ends:
         await asyncio.wait(ends, timeout=max(0.0, plan.teardown_deadline - clock.now()))
-    for activity in activities:
+    for activity in rt.ended_in_close:  # their abandoned tasks are merged in _finish
         for step in activity.steps:
-            report.add_step(step)
+            report.add_step(step, abandoned=False)
     for step in await rt.streams.release(
         lambda now, left: plan.step_deadline(now, left + output_steps), clock=clock
     ):
@@ -150,11 +152,11 @@ def _finish(rt: SessionRuntime, report: TeardownReport, started: float) -> Close
             report.abandoned.extend(abandon([end]))
         report.escalations.append(f"{activity.name}: not closed in time, streams aborted")
     rt.streams.abort_all()
-    for activity in rt.ended:
+    reported = {id(task) for task in report.abandoned}
+    for activity in (*rt.ended, *rt.activities):
         report.escalations.extend(activity.life.escalations)
-        for task in activity.abandoned:
-            if task not in report.abandoned:
-                report.abandoned.append(task)
+        report.abandoned.extend(t for t in activity.abandoned if id(t) not in reported)
+        reported.update(id(t) for t in activity.abandoned)
     report.escalations[:0] = rt.life.escalations
     report.errors = list(rt.errors)
     report.undelivered = rt.undelivered()

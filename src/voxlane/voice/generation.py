@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from voxlane.aio.closing import ResourceStack, bounded_aclose
-from voxlane.aio.tasks import join
+from voxlane.aio.tasks import AbandonedTask, join
 from voxlane.chat import ChatContext, ChatMessage, ToolCall
 from voxlane.errors import ToolError
 from voxlane.providers.base import ProviderStream
@@ -83,6 +83,7 @@ class SpeechGenerator:
         instructions: str,
         tools: dict[str, FunctionTool],
         release_deadline: Callable[[float], float],
+        abandoned: list[AbandonedTask],
     ) -> None:
         self._svc = services
         self._streams = streams
@@ -90,6 +91,7 @@ class SpeechGenerator:
         self._instructions = instructions
         self._tools = tools
         self._release_deadline = release_deadline
+        self._abandoned = abandoned  # the activity's: a stuck stream close is reported
 
     # -- streams --------------------------------------------------------------------------
     def _open(self, name: str, stream: S) -> S:
@@ -101,7 +103,10 @@ class SpeechGenerator:
         if this task is cancelled meanwhile, the step aborts it and teardown finds it."""
         clock = self._svc.clock
         deadline = self._release_deadline(clock.now())
-        report = await bounded_aclose(stream.label, stream, deadline, clock=clock)
+        report = await bounded_aclose(
+            stream.label, stream, deadline, clock=clock, abandoned=self._abandoned
+        )
+        self._abandoned.extend(report.abandoned)
         self._streams.discard(stream)
         if report.outcome != "ok":
             log.warning("stream %s closed with outcome %s", stream.label, report.outcome)

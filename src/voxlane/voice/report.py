@@ -56,9 +56,11 @@ class TeardownReport:
     undelivered: list[Undelivered] = field(default_factory=list)
     open_connections_after: int = 0
 
-    def add_step(self, step: StepReport) -> None:
+    def add_step(self, step: StepReport, *, abandoned: bool = True) -> None:
+        """Record a step (and, with ``abandoned``, the tasks it abandoned)."""
         self.steps.append(step)
-        self.abandoned.extend(step.abandoned)
+        if abandoned:
+            self.abandoned.extend(step.abandoned)
         if step.outcome in ("timeout", "aborted"):
             self.escalations.append(f"{step.name}: {step.outcome}")
 

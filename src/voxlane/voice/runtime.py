@@ -109,6 +109,9 @@ class SessionRuntime:
         self.activities: list[AgentActivity] = []
         """Every activity not yet CLOSED, oldest first."""
         self.ended: list[AgentActivity] = []
+        self.ended_in_close: list[AgentActivity] = []
+        """Activities that closed while the session drained or closed: their teardown
+        steps belong to the close report."""
         self.changed = asyncio.Event()  # an activity closed, or a close was forced
         self.forced = asyncio.Event()
         self.input: UserInput | None = None
@@ -227,6 +230,8 @@ class SessionRuntime:
         if activity.life.closed and activity in self.activities:
             self.activities.remove(activity)
             self.ended.append(activity)
+            if self.life.state in (SessionState.DRAINING, SessionState.CLOSING):
+                self.ended_in_close.append(activity)
         self.changed.set()
         self._maybe_start_current()
 

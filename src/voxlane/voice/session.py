@@ -13,7 +13,7 @@ import asyncio
 import contextvars
 import time
 import uuid
-from typing import Any
+from typing import Any, TypeVar
 
 from voxlane.aio.clock import DEFAULT_CLOCK, Clock
 from voxlane.aio.ledger import current_session_id
@@ -34,6 +34,8 @@ from voxlane.voice.report import Usage, session_report
 from voxlane.voice.runtime import RuntimeConfig, SessionRuntime
 from voxlane.voice.speech import SpeechHandle
 from voxlane.voice.tracing import SessionTracer, trace_session
+
+F = TypeVar("F", bound=Listener)
 
 
 class AgentSession:
@@ -90,7 +92,7 @@ class AgentSession:
         """OpenTelemetry spans of this session, when OpenTelemetry is installed."""
 
     # -- events ---------------------------------------------------------------------------
-    def on(self, event: EventName, callback: Listener | None = None) -> Any:
+    def on(self, event: EventName, callback: F | None = None) -> Any:
         """Register ``callback`` for ``event``; usable as ``@session.on("close")``. Listeners
         are plain functions (an ``async def`` is refused); one that raises is logged and,
         for ``close``, listed in the report."""
