@@ -58,7 +58,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from voxlane.aio.ledger import LEDGER
-from voxlane.testing._chaos_driver import Failure, ScenarioResult, ScenarioRun
+from voxlane.testing._chaos_agent import Failure, ScenarioResult
+from voxlane.testing._chaos_driver import ScenarioRun
 from voxlane.testing.adversarial import release_all
 from voxlane.testing.chaos_plan import ScenarioPlan, generate
 from voxlane.testing.virtual_time import VirtualTimeLoop
