@@ -83,7 +83,7 @@ class AgentActivity:
             self._spawn,
             instructions=agent.instructions,
             tools=agent.tools,
-            release_deadline=budget.stream_release_deadline,
+            release_deadline=self._stream_release_deadline,
             abandoned=self.abandoned,
         )
 
@@ -94,6 +94,13 @@ class AgentActivity:
         self, coro: Coroutine[Any, Any, T], name: str, *, joined: bool = False
     ) -> asyncio.Task[T]:
         return self._owner.spawn(coro, name=name, joined=joined)
+
+    def _stream_release_deadline(self, now: float) -> float:
+        """When a speech's stream must be released: its own timeout, and once this agent is
+        closing never later than the close plan's teardown deadline."""
+        own = self.life.budget.stream_release_deadline(now)
+        plan = self.life.plan
+        return own if plan is None else min(own, plan.teardown_deadline)
 
     # -- state ----------------------------------------------------------------------------
     @property
