@@ -53,7 +53,8 @@ class StepReport:
         return d
 
 
-def _safe_abort(resource: object) -> bool:
+def abort_resource(resource: object) -> bool:
+    """Hard-release ``resource`` if it can be (``abort()``); never raises. True if it did."""
     abort = getattr(resource, "abort", None)  # the Abortable protocol, without isinstance's cost
     if callable(abort):
         try:
@@ -100,7 +101,9 @@ async def run_step(
         raise
     elapsed = (clock.now() - start) * 1000
     if task in done:
-        exc = task.exception()
+        # An action that ended cancelled (``aclose`` re-raising its reader's cancellation)
+        # failed: it must not cancel the teardown that ran it.
+        exc = asyncio.CancelledError() if task.cancelled() else task.exception()
         if exc is None:
             return StepReport(name, elapsed, "ok")
         if on_expiry is not None:
@@ -147,7 +150,7 @@ async def bounded_aclose(
         name,
         resource.aclose,
         deadline,
-        on_expiry=lambda: _safe_abort(resource),
+        on_expiry=lambda: abort_resource(resource),
         clock=clock,
         abandoned=abandoned,
     )
@@ -179,15 +182,21 @@ class ResourceStack:
         deadline_for: Callable[[float, int], float],
         *,
         clock: Clock = DEFAULT_CLOCK,
+        abandoned: list[AbandonedTask] | None = None,
     ) -> list[StepReport]:
         """Close every resource, newest first, each with :func:`bounded_aclose` by
         ``deadline_for(now, resources_left)``; a resource is dropped once that returned.
-        Resources pushed meanwhile are closed too."""
+        Resources pushed meanwhile are closed too. ``abandoned``: where a step abandoned
+        because *we* were cancelled is recorded (see :func:`run_step`)."""
         reports: list[StepReport] = []
         while self._items:
             name, resource = self._items[-1]
             deadline = deadline_for(clock.now(), len(self._items))
-            reports.append(await bounded_aclose(f"close {name}", resource, deadline, clock=clock))
+            reports.append(
+                await bounded_aclose(
+                    f"close {name}", resource, deadline, clock=clock, abandoned=abandoned
+                )
+            )
             self.discard(resource)
         return reports
 
@@ -199,4 +208,4 @@ class ResourceStack:
     def abort_all(self) -> None:
         """Last resort: hard-release whatever is still registered. Never blocks."""
         for _, resource in self.take_all():
-            _safe_abort(resource)
+            abort_resource(resource)

@@ -234,6 +234,8 @@ class ActivityEvent(Enum):
     """Forced: interrupt, settle, abandon (also a drain whose deadline passed)."""
     SETTLED = "settled"
     RELEASED = "released"
+    ABORTED = "aborted"
+    """The end itself failed (a bug, not user code): streams aborted, tasks abandoned."""
 
 
 _AS, _AE = ActivityState, ActivityEvent
@@ -259,6 +261,7 @@ ACTIVITY_TRANSITIONS: dict[tuple[ActivityState, ActivityEvent], ActivityState] =
     # Ending states absorb late events: a hook that returns during the settle, a second
     # close request, a drain requested by a close that is already further along.
     **{(s, e): s for s in _ENDING for e in (_AE.ENTERED, _AE.DRAIN, _AE.CLOSE)},
+    **{(s, _AE.ABORTED): _AS.CLOSED for s in ActivityState},
 }
 
 
@@ -337,8 +340,8 @@ class ActivityLifecycle:
         if self.state is _AS.PENDING:
             return self.close(now)
         before = self.state
-        self.purpose = purpose
         if self.machine.fire(_AE.DRAIN) is _AS.DRAINING and before is not _AS.DRAINING:
+            self.purpose = purpose
             self.drain_plan = (
                 DrainPlan(now, deadline) if deadline is not None else self.budget.drain(now)
             )
@@ -380,11 +383,17 @@ class ActivityLifecycle:
         self.machine.fire(_AE.RELEASED)
         return [ActivityCommand.DETACH]
 
+    def abort(self, now: float) -> list[ActivityCommand]:
+        """Last resort: the end failed; the caller has hard-released everything."""
+        self.machine.fire(_AE.ABORTED)
+        return [ActivityCommand.DETACH]
+
     def next_deadline(self) -> float | None:
+        """DRAINING/EXITING: the drain deadline; SETTLING: the settle deadline."""
         if self.state in (_AS.DRAINING, _AS.EXITING) and self.drain_plan is not None:
             return self.drain_plan.deadline
-        if self.state in (_AS.SETTLING, _AS.RELEASING) and self.plan is not None:
-            return self.plan.settle_deadline if self.state is _AS.SETTLING else None
+        if self.state is _AS.SETTLING and self.plan is not None:
+            return self.plan.settle_deadline
         return None
 
     def poll(self, now: float) -> list[ActivityCommand]:

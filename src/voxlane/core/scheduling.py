@@ -66,8 +66,8 @@ class SpeechQueue:
                 self.nested_current = self._nested.popleft()
                 return self.nested_current
             return None
-        if not self._heap:
-            return None
+        if not self._heap or self.nested_current is not None:
+            return None  # (a nested speech still ending after its parent holds the slot)
         _, _, speech_id = heapq.heappop(self._heap)
         self.current = speech_id
         return speech_id

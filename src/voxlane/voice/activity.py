@@ -108,10 +108,6 @@ class AgentActivity:
         return self.life.state
 
     @property
-    def has_live_tasks(self) -> bool:
-        return bool(self._owner.live)
-
-    @property
     def current_speech(self) -> SpeechHandle | None:
         """What plays now: a nested speech (a tool's "one moment") before its parent."""
         sid = self._queue.nested_current or self._queue.current
@@ -139,12 +135,6 @@ class AgentActivity:
         self._reserve_steps = max(self._reserve_steps, reserve_steps)
         self._apply(self.life.close(self._clock.now(), plan))
         self._ensure_end()
-
-    async def wait_closed(self, deadline: float) -> bool:
-        """Wait (≤ ``deadline``) for the end task; True once CLOSED. Needs drain/close first."""
-        if self._end is not None and not self._end.done():
-            await asyncio.wait({self._end}, timeout=max(0.0, deadline - self._clock.now()))
-        return self.life.closed
 
     def end_task(self) -> asyncio.Task[None] | None:
         return self._end
@@ -198,11 +188,27 @@ class AgentActivity:
     def _ensure_end(self) -> None:
         if self._end is None and self.life.ending:
             self._end = asyncio.get_running_loop().create_task(
-                self._run_end(), name=f"agent:{self.name}/end", context=self._svc.task_context
+                self._run_end(),
+                name=f"agent:{self.name}/end",
+                context=self._svc.task_context.copy(),
             )
 
     async def _run_end(self) -> None:
-        """Walk the machine to CLOSED. Every wait is bounded by the machine's deadlines."""
+        """Walk the machine to CLOSED; whatever fails on the way, end CLOSED (streams aborted,
+        tasks abandoned and reported), so the session never waits on this agent for ever."""
+        try:
+            await self._walk_to_closed()
+        except Exception as exc:
+            log.exception("%s: ending failed", self.name)
+            self._svc.report_error(exc, f"{self.name} end", fatal=False)
+            live = self._owner.live
+            for task in live:
+                task.cancel()
+            self.abandoned.extend(abandon(live))
+            self.abort()
+            self._apply(self.life.abort(self._clock.now()))
+
+    async def _walk_to_closed(self) -> None:
         life = self.life
         while not life.closed:
             now = self._clock.now()
@@ -257,7 +263,9 @@ class AgentActivity:
         assert plan is not None
         reserve = self._reserve_steps
         steps = await self.streams.release(
-            lambda now, left: plan.step_deadline(now, left + reserve), clock=self._clock
+            lambda now, left: plan.step_deadline(now, left + reserve),
+            clock=self._clock,
+            abandoned=self.abandoned,
         )
         self.steps.extend(steps)
         for step in steps:
@@ -377,8 +385,3 @@ class AgentActivity:
         log.warning("%s/%s failed: %r", self.name, name, exc)
         self._svc.report_error(exc, name, fatal=False)
 
-
-def leftover_tasks(activity: AgentActivity) -> list[AbandonedTask]:
-    """The end task of an activity that missed its deadline, abandoned and reported."""
-    end = activity.end_task()
-    return abandon([end]) if end is not None else []

@@ -14,7 +14,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from voxlane.aio.closing import Outcome, StepReport, bounded_aclose
+from voxlane.aio.closing import Outcome, StepReport, abort_resource, bounded_aclose
 from voxlane.aio.ledger import LEDGER
 from voxlane.aio.tasks import abandon, wait_event
 from voxlane.chat import ChatMessage
@@ -69,7 +69,7 @@ async def _drain(rt: SessionRuntime) -> bool:
     plan = rt.life.drain_plan
     assert plan is not None
     clock = rt.clock
-    while not rt.forced.is_set() and not plan.expired(clock.now()):
+    while rt.life.state is SessionState.DRAINING and not plan.expired(clock.now()):
         current = rt.current
         if current is None or (current.state is ActivityState.CLOSED and not rt.activities):
             return True
@@ -81,28 +81,43 @@ async def _drain(rt: SessionRuntime) -> bool:
     return False
 
 
+def _failed(report: TeardownReport, phase: str, exc: Exception) -> None:
+    """A close phase raised (a provider's sync call, a bug): record it and go on."""
+    log.warning("close phase %s failed: %r", phase, exc)
+    report.error = report.error or f"{phase} failed: {type(exc).__name__}: {exc}"
+    report.escalations.append(f"{phase}: {type(exc).__name__}: {exc}")
+
+
 async def _close_forced(rt: SessionRuntime, plan: ClosePlan, report: TeardownReport) -> None:
+    """Interrupt, settle, teardown — each phase isolated: one that raises is recorded and
+    the next still runs (I2)."""
     clock = rt.clock
-    # 1. interrupt: no new input, no new speech; every agent told to end on this plan.
-    if rt.unsubscribe is not None:
-        rt.unsubscribe()
-    if rt.link_task is not None:
-        rt.link_task.cancel()
-    if rt.input is not None:
-        rt.input.detach()
     output_steps = 1 if rt.audio_output is not None else 0
-    reserve = len(rt.streams) + output_steps
     activities = list(rt.activities)
-    for activity in activities:
-        activity.close(plan, reserve_steps=reserve)
+    # 1. interrupt: no new input, no new speech; every agent told to end on this plan.
+    try:
+        if rt.unsubscribe is not None:
+            rt.unsubscribe()
+        if rt.link_task is not None:
+            rt.link_task.cancel()
+        if rt.input is not None:
+            rt.input.detach()
+        reserve = len(rt.streams) + output_steps
+        for activity in activities:
+            activity.close(plan, reserve_steps=reserve)
+    except Exception as exc:
+        _failed(report, "interrupt", exc)
 
     # 2. settle: a trailing transcript and the session's own tasks, while every agent
     #    settles in its end task (all bounded by the plan's settle deadline).
     t = clock.now()
-    if rt.input is not None:
-        text = await rt.input.finish(plan.settle_deadline)
-        if text:
-            rt.add_to_history(ChatMessage("user", text, at_s=rt.session_time()))
+    try:
+        if rt.input is not None:
+            text = await rt.input.finish(plan.settle_deadline)
+            if text:
+                rt.add_to_history(ChatMessage("user", text, at_s=rt.session_time()))
+    except Exception as exc:
+        _failed(report, "settle input", exc)
     report.abandoned.extend(
         await rt.owner.shutdown(plan.settle_deadline, recancel_at=plan.cancel_deadline)
     )
@@ -121,15 +136,24 @@ async def _close_forced(rt: SessionRuntime, plan: ClosePlan, report: TeardownRep
     for activity in rt.ended_in_close:  # their abandoned tasks are merged in _finish
         for step in activity.steps:
             report.add_step(step, abandoned=False)
-    for step in await rt.streams.release(
-        lambda now, left: plan.step_deadline(now, left + output_steps), clock=clock
-    ):
-        report.add_step(step)
-    if rt.audio_output is not None:
-        step = await bounded_aclose(
-            "audio_output", rt.audio_output, plan.teardown_deadline, clock=clock
-        )
-        report.add_step(step)
+    try:
+        for step in await rt.streams.release(
+            lambda now, left: plan.step_deadline(now, left + output_steps),
+            clock=clock,
+            abandoned=report.abandoned,
+        ):
+            report.add_step(step)
+    finally:
+        if rt.audio_output is not None:
+            step = await bounded_aclose(
+                "audio_output",
+                rt.audio_output,
+                plan.teardown_deadline,
+                clock=clock,
+                abandoned=report.abandoned,
+            )
+            report.add_step(step)
+            rt.audio_output_closed = True
 
 
 async def _wait_settled(
@@ -152,6 +176,13 @@ def _finish(rt: SessionRuntime, report: TeardownReport, started: float) -> Close
             report.abandoned.extend(abandon([end]))
         report.escalations.append(f"{activity.name}: not closed in time, streams aborted")
     rt.streams.abort_all()
+    if rt.audio_output is not None and not rt.audio_output_closed:
+        abort_resource(rt.audio_output)
+        report.escalations.append("audio_output: aborted (teardown did not reach it)")
+    live = rt.owner.live  # the session's own tasks, if the settle never shut them down
+    for task in live:
+        task.cancel()
+    report.abandoned.extend(abandon(live))
     reported = {id(task) for task in report.abandoned}
     for activity in (*rt.ended, *rt.activities):
         report.escalations.extend(activity.life.escalations)

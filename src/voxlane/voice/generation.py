@@ -61,13 +61,19 @@ class Playout:
     pieces: list[str] = field(default_factory=list)
     audio_s: float = 0.0
     first_audio_at: float | None = None
+    stopped_at: float | None = None
+    """When its audio stopped (played out, cleared, or the speech ended)."""
 
     def heard(self, handle: SpeechHandle, tts: TTS | None, now: float) -> str:
+        """All of its text, or — cut short — what its played audio carried."""
         text = "".join(self.pieces)
-        if not handle.interrupted or tts is None or self.first_audio_at is None:
-            return text if not handle.interrupted or tts is None else ""
-        # Audio plays at real-time pace from its first frame: what has played by now.
-        played = min(self.audio_s, max(0.0, now - self.first_audio_at))
+        if not handle.interrupted or tts is None:
+            return text
+        if self.first_audio_at is None:
+            return ""  # nothing reached the caller
+        # Audio plays at real-time pace from its first frame until it stopped.
+        end = self.stopped_at if self.stopped_at is not None else now
+        played = min(self.audio_s, max(0.0, end - self.first_audio_at))
         return heard_text(text, played, tts.chars_per_second)
 
 
@@ -175,6 +181,8 @@ class SpeechGenerator:
             handle.mark_cut_short()
             raise
         finally:
+            if playout.stopped_at is None:  # before closing the streams: that is not heard
+                playout.stopped_at = self._svc.clock.now()
             if forward is not None:
                 forward.cancel()
             if handle.interrupted and output is not None:
@@ -206,6 +214,10 @@ class SpeechGenerator:
                 if metrics is not None and metrics.first_audio_at is None:
                     metrics.first_audio_at = self._svc.clock.now()
                     self._svc.emit("turn_metrics", metrics)
+
+    def _report_late_failure(self, task: asyncio.Task[Any]) -> None:
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            self._svc.report_error(exc, task.get_name().rsplit("/", 1)[-1], fatal=False)
 
     # -- replying -------------------------------------------------------------------------
     async def reply(self, handle: SpeechHandle, *, instructions: str | None = None) -> None:
@@ -271,33 +283,41 @@ class SpeechGenerator:
             )
         outputs: list[str] = []
         handoff: Agent | None = None
-        for call, task in zip(calls, tasks, strict=True):
-            if task is None:
-                out = f"error: unknown tool {call.name!r}"
-            else:
-                try:
-                    result = await join(task)
-                except ToolError as exc:
-                    out = f"error: {exc}"
-                except Exception as exc:
-                    out = f"error: {type(exc).__name__}: {exc}"
-                    self._svc.report_error(exc, f"tool:{call.name}", fatal=False)
+        try:
+            for call, task in zip(calls, tasks, strict=True):
+                if task is None:
+                    out = f"error: unknown tool {call.name!r}"
                 else:
-                    if isinstance(result, Agent):
-                        handoff = result
-                        out = f"transferred to {type(result).__name__}"
+                    try:
+                        result = await join(task)
+                    except ToolError as exc:
+                        out = f"error: {exc}"
+                    except Exception as exc:
+                        out = f"error: {type(exc).__name__}: {exc}"
+                        self._svc.report_error(exc, f"tool:{call.name}", fatal=False)
                     else:
-                        out = _tool_output(result)
-            outputs.append(out)
-            self._svc.add_to_history(
-                ChatMessage(
-                    "tool",
-                    out,
-                    at_s=self._svc.session_time(),
-                    tool_call_id=call.call_id,
-                    name=call.name,
+                        if isinstance(result, Agent):
+                            handoff = result
+                            out = f"transferred to {type(result).__name__}"
+                        else:
+                            out = _tool_output(result)
+                outputs.append(out)
+                self._svc.add_to_history(
+                    ChatMessage(
+                        "tool",
+                        out,
+                        at_s=self._svc.session_time(),
+                        tool_call_id=call.call_id,
+                        name=call.name,
+                    )
                 )
-            )
+        finally:
+            # Cut short (the speech interrupted): the tools not joined yet are cancelled
+            # here; they stay owned (a close settles them) and a late failure is reported.
+            for task in tasks:
+                if task is not None and not task.done():
+                    task.cancel()
+                    task.add_done_callback(self._report_late_failure)
         self._svc.emit("function_tools_executed", FunctionToolsExecuted(list(calls), outputs))
         if handoff is not None:
             self._svc.request_handoff(handoff)

@@ -112,10 +112,10 @@ class SessionRuntime:
         self.ended_in_close: list[AgentActivity] = []
         """Activities that closed while the session drained or closed: their teardown
         steps belong to the close report."""
-        self.changed = asyncio.Event()  # an activity closed, or a close was forced
-        self.forced = asyncio.Event()
+        self.changed = asyncio.Event()  # an activity changed state, or a close was requested
         self.input: UserInput | None = None
         self.audio_output: AudioOutput | None = None
+        self.audio_output_closed = False
         self.unsubscribe: Callable[[], None] | None = None
         self.participant: Participant | None = None
         self.link_task: asyncio.Task[None] | None = None
@@ -146,6 +146,9 @@ class SessionRuntime:
             self.emit("agent_state_changed", AgentStateChanged(old, state))
 
     def report_error(self, error: BaseException, source: str, *, fatal: bool) -> None:
+        if self.close_event is not None:  # an abandoned task failing after the close
+            log.warning("session %s: %s failed after close: %r", self.id, source, error)
+            return
         self.errors.append(HookError(source, f"{type(error).__name__}: {error}", fatal))
         self.emit("error", ErrorEvent(error, source, recoverable=not fatal))
         if fatal:
@@ -353,17 +356,18 @@ class SessionRuntime:
         for command in self.life.request_close(
             now, reason, drain=drain, error=described, trailing_transcript=self.mid_utterance
         ):
-            if command is SessionCommand.BEGIN_CLOSE:
-                self.forced.set()
-                self.changed.set()
-        if self.closing is None:
-            loop = asyncio.get_running_loop()
-            self.closing = loop.create_task(
-                self._run_close(self),
-                name=f"session:{self.id}/close",
-                context=self.task_context.copy(),
-            )
-            self.close_requested.set()
+            # BEGIN_DRAIN or BEGIN_CLOSE: the closing task runs the drain first or not (it
+            # reads the state); a BEGIN_CLOSE during its drain wakes it to cut the drain short.
+            assert command in (SessionCommand.BEGIN_DRAIN, SessionCommand.BEGIN_CLOSE)
+            self.changed.set()
+            if self.closing is None:
+                self.closing = asyncio.get_running_loop().create_task(
+                    self._run_close(self),
+                    name=f"session:{self.id}/close",
+                    context=self.task_context.copy(),
+                )
+                self.close_requested.set()
+        assert self.closing is not None  # the first request always plans a drain or a close
         return self.closing
 
     @property

@@ -14,6 +14,7 @@ from typing import Any
 
 from voxlane.core.scheduling import PRIORITY_NORMAL
 from voxlane.core.states import SpeechEvent, SpeechState, speech_machine
+from voxlane.errors import VoxlaneError
 from voxlane.voice.metrics import TurnMetrics
 
 _ids = itertools.count(1)
@@ -78,7 +79,25 @@ class SpeechHandle:
         return True
 
     async def wait_for_playout(self) -> None:
-        """Wait until the speech is done (played, interrupted or abandoned by close)."""
+        """Wait until the speech is done (played, interrupted or abandoned by close).
+
+        Raises ``VoxlaneError`` when called from inside a tool for a speech that is queued
+        behind the tool's own reply (``generate_reply()``, or speech for another agent):
+        it could only start after the tool returned, so waiting would deadlock.
+        """
+        parent = running_tool_of.get()
+        if (
+            parent is not None
+            and not parent.done()
+            and self is not parent
+            and self not in parent.nested
+            and self.state is SpeechState.QUEUED
+        ):
+            raise VoxlaneError(
+                f"{self.id} is queued behind the reply running this tool ({parent.id}): "
+                "awaiting it here would deadlock; return the text from the tool or use "
+                "session.say(), which plays at once"
+            )
         await asyncio.shield(self._done)
 
     def __await__(self) -> Generator[Any, None, SpeechHandle]:

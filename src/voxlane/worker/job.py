@@ -75,9 +75,16 @@ class _Channel:
 
     async def receive(self) -> Message | None:
         """The next message; None at EOF (the worker is gone). One read may bring several
-        messages: the rest wait here for the next call, whoever makes it."""
+        messages: the rest wait here for the next call, whoever makes it.
+
+        A broken channel is EOF too: when the worker dies, a heartbeat's failed write can
+        reach the reader before the EOF does (asyncio hands the write error to the reader),
+        and a job that took that for a crash of its own would never end its call."""
         while not self._pending:
-            data = await self.reader.read(READ_SIZE)
+            try:
+                data = await self.reader.read(READ_SIZE)
+            except (ConnectionError, OSError):
+                return None
             if not data:
                 return None
             self._pending.extend(self.decoder.feed(data))
