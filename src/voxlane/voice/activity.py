@@ -77,6 +77,9 @@ class AgentActivity:
         """Speech queued to this agent that never started (it was closed first)."""
         self.abandoned: list[AbandonedTask] = []
         self.steps: list[StepReport] = []
+        self.settled_at: float | None = None
+        """When its settle ended (loop clock); with ``settle_abandoned``, for the report."""
+        self.settle_abandoned: list[AbandonedTask] = []
         self.generator = SpeechGenerator(
             services,
             self.streams,
@@ -225,7 +228,8 @@ class AgentActivity:
                     await self._wait_change()
             elif life.state is _S.SETTLING:
                 await self._settle()
-                self._apply(life.settled(self._clock.now()))
+                self.settled_at = self._clock.now()
+                self._apply(life.settled(self.settled_at))
             elif life.state is _S.RELEASING:
                 await self._release()
                 self._apply(life.released(self._clock.now()))
@@ -251,9 +255,10 @@ class AgentActivity:
             # a graceful on_exit, what is still running is left over: cancel it at once.
             timeout = max(0.0, plan.settle_wait_deadline - self._clock.now())
             await asyncio.wait(live, timeout=timeout)
-        self.abandoned.extend(
-            await self._owner.shutdown(plan.settle_deadline, recancel_at=plan.cancel_deadline)
+        self.settle_abandoned = await self._owner.shutdown(
+            plan.settle_deadline, recancel_at=plan.cancel_deadline
         )
+        self.abandoned.extend(self.settle_abandoned)
         for handle in list(self._handles.values()):
             handle.mark_done()
             self._finish(handle)

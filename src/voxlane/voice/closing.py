@@ -24,7 +24,6 @@ from voxlane.voice.events import CloseEvent
 from voxlane.voice.report import TeardownReport
 
 if TYPE_CHECKING:
-    from voxlane.voice.activity import AgentActivity
     from voxlane.voice.runtime import SessionRuntime
 
 log = logging.getLogger("voxlane.session")
@@ -121,18 +120,21 @@ async def _close_forced(rt: SessionRuntime, plan: ClosePlan, report: TeardownRep
     report.abandoned.extend(
         await rt.owner.shutdown(plan.settle_deadline, recancel_at=plan.cancel_deadline)
     )
-    await _wait_settled(activities, plan.settle_deadline, rt)
-    report.abandoned.extend(a for act in activities for a in act.abandoned)
-    outcome: Outcome = "timeout" if report.abandoned else "ok"
-    report.steps.append(StepReport("settle", (clock.now() - t) * 1000, outcome))
-    if report.abandoned:
-        report.escalations.append(f"settle: abandoned {len(report.abandoned)} task(s)")
-
-    # 3. teardown: each agent releases its streams (newest first) in its end task; then the
-    #    input's streams, then the transport output.
+    settled = clock.now()
+    # Each agent settles (by the settle deadline) and then releases its streams, newest
+    # first, by its step deadlines, in its end task: one wait covers both.
     ends = {task for a in activities if (task := a.end_task()) is not None and not task.done()}
     if ends:
         await asyncio.wait(ends, timeout=max(0.0, plan.teardown_deadline - clock.now()))
+    settled = max([settled, *(a.settled_at for a in activities if a.settled_at is not None)])
+    report.abandoned.extend(a for act in activities for a in act.settle_abandoned)
+    outcome: Outcome = "timeout" if report.abandoned else "ok"
+    report.steps.append(StepReport("settle", (settled - t) * 1000, outcome))
+    if report.abandoned:
+        report.escalations.append(f"settle: abandoned {len(report.abandoned)} task(s)")
+
+    # 3. teardown: the agents' stream steps (above), then the input's streams, then the
+    #    transport output.
     for activity in rt.ended_in_close:  # their abandoned tasks are merged in _finish
         for step in activity.steps:
             report.add_step(step, abandoned=False)
@@ -154,16 +156,6 @@ async def _close_forced(rt: SessionRuntime, plan: ClosePlan, report: TeardownRep
             )
             report.add_step(step)
             rt.audio_output_closed = True
-
-
-async def _wait_settled(
-    activities: list[AgentActivity], deadline: float, rt: SessionRuntime
-) -> None:
-    """Until every agent has left its settle (they do by ``deadline``, by construction)."""
-    while any(a.state is ActivityState.SETTLING for a in activities):
-        rt.changed.clear()
-        if not await wait_event(rt.changed, deadline, rt.clock.now()):
-            return
 
 
 def _finish(rt: SessionRuntime, report: TeardownReport, started: float) -> CloseEvent:
