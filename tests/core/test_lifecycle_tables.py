@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from voxlane.core.close_plan import Budget
@@ -24,6 +26,18 @@ from voxlane.errors import IllegalTransition
 S, E = SessionState, SessionEvent
 A, AE, C = ActivityState, ActivityEvent, ActivityCommand
 BUDGET = Budget(close_timeout=4.0, drain_timeout=10.0)
+
+
+def assert_illegal(m: StateMachine[Any, Any], events: list[Any], bad: Any) -> None:
+    """After ``events``, ``bad`` raises naming event and state, and changes nothing."""
+    for e in events:
+        m.fire(e)
+    before = m.state
+    with pytest.raises(IllegalTransition) as info:
+        m.fire(bad)
+    assert bad.name in str(info.value) and before.name in str(info.value)
+    assert m.state is before
+
 
 SESSION_PATHS = [
     ([E.START, E.STARTED], S.RUNNING),
@@ -64,14 +78,7 @@ SESSION_ILLEGAL = [
 def test_illegal_session_events_name_event_and_state(
     events: list[SessionEvent], bad: SessionEvent
 ) -> None:
-    m = StateMachine("session", SESSION_TRANSITIONS, S.NEW)
-    for e in events:
-        m.fire(e)
-    before = m.state
-    with pytest.raises(IllegalTransition) as info:
-        m.fire(bad)
-    assert bad.name in str(info.value) and before.name in str(info.value)
-    assert m.state is before
+    assert_illegal(StateMachine("session", SESSION_TRANSITIONS, S.NEW), events, bad)
 
 
 def test_every_session_state_reaches_closed_by_a_forced_close() -> None:
@@ -157,13 +164,7 @@ ACTIVITY_ILLEGAL = [
 def test_illegal_activity_events_name_event_and_state(
     events: list[ActivityEvent], bad: ActivityEvent
 ) -> None:
-    m = StateMachine("activity", ACTIVITY_TRANSITIONS, A.PENDING)
-    for e in events:
-        m.fire(e)
-    before = m.state
-    with pytest.raises(IllegalTransition) as info:
-        m.fire(bad)
-    assert bad.name in str(info.value) and before.name in str(info.value)
+    assert_illegal(StateMachine("activity", ACTIVITY_TRANSITIONS, A.PENDING), events, bad)
 
 
 def test_every_activity_state_reaches_closed_by_a_forced_close() -> None:
