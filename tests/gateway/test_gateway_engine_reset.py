@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from gateway_helpers import (
     SENTENCES,
     client,
     create,
+    drain_until_closed,
     events_until,
     gateway,
     run,
@@ -242,3 +244,58 @@ def test_a_worker_whose_close_fails_is_retired_and_replaced() -> None:
     finally:
         engine.close()
 
+
+class _SlowStartEngine:
+    """Starts its first session only when ``gate`` opens; records closed recognizers."""
+
+    name = "slow-start"
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.closed: list[int] = []
+        self._n = 0
+
+    def load(self) -> None:
+        pass
+
+    def new_recognizer(self, settings: p.SessionSettings) -> Any:
+        self._n += 1
+        n = self._n
+        if n == 1:
+            self.gate.wait(10.0)
+        engine = self
+
+        class _Rec:
+            def feed(self, pcm16: bytes) -> list[Any]:
+                return []
+
+            def finalize(self) -> list[Any]:
+                return []
+
+            def close(self) -> None:
+                engine.closed.append(n)
+
+        return _Rec()
+
+
+def test_a_recognizer_that_starts_after_the_create_deadline_is_released() -> None:
+    engine = _SlowStartEngine()
+
+    async def main() -> None:
+        async with gateway(stt_engine=engine, create_timeout_s=0.3) as server:
+            async with client(server.stt_url) as ws:
+                # Not create(): its answer is the 2011 error, read below.
+                await ws.send(p.encode_client_message(p.SessionCreate()))
+                events = await drain_until_closed(ws)
+                assert [e.get("code") for e in events] == [2011]
+            engine.gate.set()  # the engine call, still running, now returns
+            for _ in range(500):
+                if engine.closed:
+                    break
+                await asyncio.sleep(0.01)
+            assert engine.closed == [1]  # released, not lost with the abandoned call
+
+    try:
+        run(main())
+    finally:
+        engine.gate.set()
