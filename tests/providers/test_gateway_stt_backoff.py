@@ -219,3 +219,16 @@ async def test_audio_beyond_the_buffer_during_a_long_backoff_drops_the_oldest() 
     assert offline[0] < resumed[0] <= offline[-1] - 49
     assert stream.stats.frames_dropped == resumed[0] - gw.received[0][-1] - 1 > 0
 
+
+async def test_a_gateway_shutting_down_mid_call_is_a_reconnect_not_the_end() -> None:
+    async with peer([("shutdown", 10), ("serve", 0)]) as (gw, url):
+        stream = open_stream(url)
+        caller = _Caller(stream)
+        await until(lambda: len(gw.received) == 2 and len(gw.received[1]) > 20)
+        await caller.stop()
+        stream.end_input()
+        assert [ev async for ev in stream] == []
+        await stream.aclose()
+    assert stream.stats.reconnects == {"retry": 1, "idle": 0}
+    assert gw.attempts[1][0] - gw.attempts[0][0] >= DELAYS[0]
+    assert gw.received[1] == list(range(gw.received[1][0], len(caller.pushed)))

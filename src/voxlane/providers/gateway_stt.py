@@ -10,6 +10,8 @@ resource ledger while it is open. Reconnects follow the pure policy in ``core.re
   next connection is made lazily, when the next audio frame arrives;
 * authentication refused, unsupported settings → fatal: iteration raises a ProviderError
   with a clear message, the session decides (it closes with reason ``error``);
+* ``session.closed`` the stream did not ask for (the gateway shutting down) while live →
+  like a reset: retry after a backoff;
 * after ``end_input()`` or ``aclose()`` → never reconnect (DESIGN I5).
 
 Audio during a reconnect: a backoff lasts its full delay, whatever the caller says
@@ -345,8 +347,14 @@ class GatewaySTTStream(STTStream):
                 continue
             self._budget.check_healthy(self._clock.now())
             failure = await self._handle(ws, event)
-            if failure is not None or isinstance(event, p.SessionClosed):
+            if failure is not None:
                 return failure
+            if isinstance(event, p.SessionClosed):
+                if self._input_ended:
+                    return None  # the answer to our session.close: done
+                # Unasked, while the caller still talks: the gateway is shutting down or
+                # restarting. A lost connection, not the end of the stream's input.
+                return Failure(FailureKind.RESET, "gateway ended the session while input was live")
         if self._input_ended:
             return None  # closed after our session.close: done
         return Failure(FailureKind.RESET, "server closed the connection without session.closed")
