@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +12,9 @@ import pytest
 
 from voxlane.aio.ledger import LEDGER
 from voxlane.runners.sip_server import SipServerConfig, serve_sip
-from voxlane.transports.sip import SipResponse, parse_message
 
-from .messages import crlf, sipp_invite
+from .messages import crlf
+from .phone import Phone
 from .test_sip_server import Greeter, providers
 
 pytestmark = pytest.mark.real_time
@@ -25,42 +24,6 @@ HOST = "127.0.0.1"
 
 def read_reports(directory: Path) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted(directory.glob("*.json"))]
-
-
-class Phone:
-    """A raw UDP SIP caller: sends bytes, reads responses with a deadline."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind((HOST, 0))
-        self.sock.setblocking(False)
-        self.port = int(self.sock.getsockname()[1])
-
-    def invite(self, call_id: str, server_port: int) -> bytes:
-        data = sipp_invite(call_id=call_id, branch=f"z9hG4bK-{call_id}")
-        return data.replace(b"127.0.0.1:5061", f"{HOST}:{self.port}".encode())
-
-    def send(self, data: bytes, server_port: int) -> None:
-        self.sock.sendto(data, (HOST, server_port))
-
-    async def statuses(self, call_id: str, want: int, timeout_s: float = 3.0) -> list[int]:
-        """Statuses received for ``call_id`` until ``want`` arrives or the deadline."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        seen: list[int] = []
-        while loop.time() < deadline and want not in seen:
-            try:
-                data = self.sock.recv(65535)
-            except BlockingIOError:
-                await asyncio.sleep(0.01)
-                continue
-            msg = parse_message(data)
-            if isinstance(msg, SipResponse) and msg.call_id == call_id:
-                seen.append(msg.status)
-        return seen
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 async def test_call_limit_answers_503_and_shutdown_ends_ringing_call(tmp_path: Path) -> None:

@@ -261,3 +261,22 @@ async def test_agent_factory_error_hangs_up_and_reports(tmp_path: Path, workdir:
     (report,) = reports(tmp_path)
     assert report["session_id"] is None and report["sip"]["ended_by"] == "error"
     assert server.statistics().call_errors == 1
+
+
+async def test_media_address_outside_the_allowlist_gets_488(tmp_path: Path,
+                                                            workdir: Path) -> None:
+    """Issue #10 item 6, with real sipp: the SIP source (127.0.0.1) is allowed, the SDP's
+    media address (127.0.0.2) is not, so the offer is refused before any call starts."""
+    server = await start(tmp_path, allowed_sources=("127.0.0.1/32",))
+    try:
+        refused = await run_sipp(workdir, "uac_expect_488.xml", server.port,
+                                 media_ip="127.0.0.2")
+        accepted = await run_sipp(workdir, "uac_pcap_bye.xml", server.port)
+        await wait_idle(server)
+    finally:
+        await finish(server)
+    assert refused.returncode == 0, refused.errors or refused.stdout
+    assert accepted.returncode == 0, accepted.errors or accepted.stdout
+    assert server.statistics().calls_offered == 1
+    (report,) = reports(tmp_path)
+    assert report["sip"]["ended_by"] == "caller_bye"

@@ -34,6 +34,7 @@ same SDP, which keeps session timers and hold-less refreshes working), UPDATE, P
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .common import (
@@ -237,12 +238,20 @@ class UasDialog:
         )
         self._respond(self._invite, ok, self._invite_addr, retransmit_from=now)
 
-    def reject(self, status: int, now: float, reason: str | None = None) -> None:
-        """Send a final error response (≥ 300) to the INVITE; retransmitted until ACK."""
+    def reject(
+        self,
+        status: int,
+        now: float,
+        reason: str | None = None,
+        *,
+        headers: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        """Send a final error response (≥ 300) to the INVITE, with ``headers`` added;
+        retransmitted until ACK."""
         if not 300 <= status <= 699:
             raise ValueError(f"reject needs a status in 300..699, got {status}")
         self._fire(DialogEvent.APP_REJECT)
-        self._reject(status, now, reason, "rejected")
+        self._reject(status, now, reason, "rejected", headers)
 
     def hangup(self, now: float, reason: str = "hangup") -> None:
         """End the call from our side; idempotent.
@@ -361,8 +370,17 @@ class UasDialog:
         contact = f"<sip:{cfg.contact_user}@{cfg.local_host}:{cfg.local_port}>"
         return [("Contact", contact), ("Allow", cfg.allow), ("Content-Type", "application/sdp")]
 
-    def _reject(self, status: int, now: float, phrase: str | None, reason: str) -> None:
-        response = build_response(self._invite, status, phrase, to_tag=self.local_tag)
+    def _reject(
+        self,
+        status: int,
+        now: float,
+        phrase: str | None,
+        reason: str,
+        headers: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        response = build_response(
+            self._invite, status, phrase, to_tag=self.local_tag, headers=headers
+        )
         self._respond(self._invite, response, self._invite_addr, retransmit_from=now)
         self.termination_reason = reason
         # The call is over for the application now; the ACK only ends the transaction.
