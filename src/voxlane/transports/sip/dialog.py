@@ -15,14 +15,19 @@ source of truth; an application event not in it raises :class:`DialogStateError`
     IDLE ─RECV_INVITE→ PROCEEDING (100 Trying sent)
     PROCEEDING ─APP_ANSWER→ ANSWERED (200 OK + SDP, retransmitted T1, 2T1, ... ≤ T2)
     PROCEEDING ─APP_REJECT | APP_HANGUP | RECV_CANCEL→ REJECTED (final ≥ 300, retransmitted)
-    ANSWERED ─RECV_ACK→ CONFIRMED;  ─ACK_TIMEOUT (64·T1)→ TERMINATING (BYE sent)
+    ANSWERED ─RECV_ACK→ CONFIRMED;  ─ACK_TIMEOUT (64·T1)→ TERMINATING (BYE sent; the
+             call ends for the application at once: CallTerminated "no_ack")
     ANSWERED | CONFIRMED ─RECV_BYE→ TERMINATED (200 to the BYE)
     CONFIRMED ─APP_HANGUP→ TERMINATING (BYE, retransmitted T1 doubling ≤ T2)
     TERMINATING ─RECV_BYE_RESPONSE | BYE_TIMEOUT | RECV_BYE→ TERMINATED
     REJECTED ─RECV_ACK | FINAL_TIMEOUT→ TERMINATED
 
 A hangup while ANSWERED is deferred until the ACK (or its timeout): §15 forbids a BYE
-before then. Hangups in REJECTED/TERMINATING/TERMINATED are no-ops, so closing twice is
+before then. A dialog is *active* (counts against the endpoint's call limit) until the
+call is over for the application: REJECTED, TERMINATING (our BYE is out: the media has
+stopped, whatever the BYE's fate) and TERMINATED are not active. That is what keeps an
+INVITE that is never ACKed (spoofed, say) from holding a call slot through 32 s of BYE
+retransmissions. Hangups in REJECTED/TERMINATING/TERMINATED are no-ops, so closing twice is
 safe. Remote input never raises: retransmissions get the cached response, requests the
 state cannot take get the RFC's answer (481, 491, 500, 405, 501).
 
@@ -118,6 +123,7 @@ TRANSITIONS: dict[DialogState, dict[DialogEvent, DialogState]] = {
     S.TERMINATED: {E.APP_HANGUP: S.TERMINATED},
 }
 del S, E
+_INACTIVE = frozenset({DialogState.REJECTED, DialogState.TERMINATING, DialogState.TERMINATED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,9 +145,10 @@ class CallConfirmed:
 @dataclass(frozen=True, slots=True)
 class CallTerminated:
     """The call is over; stop media. Emitted once: on a final error response to the
-    INVITE (reject, CANCEL), on the caller's BYE, or when our BYE completes or times out.
-    ``reason``: bye, cancel, rejected, ack_timeout, or the reason given to
-    :meth:`UasDialog.hangup` (default ``hangup``)."""
+    INVITE (reject, CANCEL), on the caller's BYE, at the ACK timeout (64·T1 without an
+    ACK to our 200 OK: the BYE we send then is retransmitted on its own), or when our BYE
+    completes or times out. ``reason``: bye, cancel, rejected, no_ack, or the reason given
+    to :meth:`UasDialog.hangup` (default ``hangup``)."""
 
     call_id: str
     reason: str
@@ -220,9 +227,9 @@ class UasDialog:
 
     @property
     def is_active(self) -> bool:
-        """True until the call is over for the application (CallTerminated emitted or
-        about to be): counts against the endpoint's call limit."""
-        return self.state not in (DialogState.REJECTED, DialogState.TERMINATED)
+        """True until the call is over for the application (rejected, our BYE sent, or
+        terminated): counts against the endpoint's call limit."""
+        return self.state not in _INACTIVE
 
     # -- application events --------------------------------------------------------
 
@@ -324,8 +331,11 @@ class UasDialog:
         if timer.expired(now):
             self._timer = None
             if self.state is DialogState.ANSWERED:
+                # Timer H (§13.3.1.4): the call is over now. The BYE that §13.3.1.4 asks
+                # for is retransmitted on its own; it no longer holds a call slot.
                 self._fire(DialogEvent.ACK_TIMEOUT)
-                self._send_bye(now, self._hangup_reason or "ack_timeout")
+                self._send_bye(now, self._hangup_reason or "no_ack")
+                self._notify_terminated()
             elif self.state is DialogState.REJECTED:
                 self._fire(DialogEvent.FINAL_TIMEOUT)
                 self._terminate(now)
