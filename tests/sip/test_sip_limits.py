@@ -28,13 +28,15 @@ def read_reports(directory: Path) -> list[dict[str, Any]]:
 
 async def test_call_limit_answers_503_and_shutdown_ends_ringing_call(tmp_path: Path) -> None:
     server = await serve_sip(Greeter, providers, SipServerConfig(
-        host=HOST, port=0, max_calls=1, answer_delay_s=30.0, reports_dir=tmp_path))
+        host=HOST, port=0, max_calls=1, answer_delay_s=30.0, retry_after_s=7,
+        reports_dir=tmp_path))
     phone = Phone()
     try:
         phone.send(phone.invite("first", server.port), server.port)
         assert 100 in await phone.statuses("first", 100)
         phone.send(phone.invite("second", server.port), server.port)
-        assert 503 in await phone.statuses("second", 503)
+        (busy,) = [r for r in await phone.responses("second", 503) if r.status == 503]
+        assert busy.headers.get("retry-after") == "7"
         options = crlf(
             "OPTIONS sip:service@127.0.0.1 SIP/2.0\n"
             f"Via: SIP/2.0/UDP {HOST}:{phone.port};branch=z9hG4bK-opt\n"
