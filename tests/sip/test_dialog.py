@@ -96,8 +96,42 @@ def test_no_ack_gives_up_after_64_t1_and_sends_bye() -> None:
     assert bye.uri == "sip:sipp@127.0.0.1:5061"
     assert bye.from_addr.tag == "tag1" and bye.to_addr.tag == "4242SIPpTag001"
     assert bye.cseq.number == 1
+    # The call is over at the ACK timeout, not when its BYE completes.
+    assert core.events_received() == [CallTerminated("call-1", "no_ack")]
     call.reply_to(bye, 200, 32.1)
-    assert core.events_received() == [CallTerminated("call-1", "ack_timeout")]
+    assert core.events_received() == []
+    assert core.dialog("call-1").state is DialogState.TERMINATED
+
+
+def test_unacked_invite_frees_its_call_slot_exactly_at_the_ack_timeout() -> None:
+    """Issue #10 item 7: a 200 OK never ACKed (a spoofed INVITE) held its slot through
+    32 s of BYE retransmissions more; now the slot is free at 64·T1 and the BYE that goes
+    on retransmitting no longer counts."""
+    core = make_core(max_calls=1)
+    spoofed = Caller(core, call_id="spoofed")
+    spoofed.invite(0.0)
+    spoofed.answered(0.0, SDP)
+    core.events_received()
+    timeout = 64 * 0.5
+    while (deadline := core.next_deadline()) is not None and deadline < timeout:
+        core.handle_timeout(deadline)
+        sent(core)
+    refused = Caller(core, call_id="early").invite(timeout - 0.001)
+    assert statuses(refused) == [503] and refused[0].headers.get("retry-after") == "5"
+    core.handle_timeout(timeout)
+    assert statuses(sent(core)) == ["BYE"]
+    assert core.events_received() == [CallTerminated("spoofed", "no_ack")]
+    assert core.active_calls == 0 and core.dialog("spoofed").state is DialogState.TERMINATING
+    assert statuses(Caller(core, call_id="next").invite(timeout)) == [100]
+    # The unanswered BYE keeps retransmitting for 64·T1 on its own, then gives up.
+    byes, now = 0, timeout
+    while (deadline := core.next_deadline()) is not None and deadline <= 2 * timeout:
+        now = deadline
+        core.handle_timeout(now)
+        byes += statuses(sent(core)).count("BYE")
+        assert core.active_calls == 1  # "next" only
+    assert byes > 5 and core.dialog("spoofed").state is DialogState.TERMINATED
+    assert [e for e in core.events_received() if isinstance(e, CallTerminated)] == []
 
 
 def test_retransmitted_invite_gets_last_response() -> None:

@@ -1,19 +1,32 @@
-"""Malformed input: a corpus of bad datagrams and property-based fuzzing.
+"""Malformed input: a corpus of bad datagrams, property-based fuzzing (hypothesis: it
+shrinks what it finds) and the seeded mutation campaign of
+:mod:`voxlane.testing.fuzz_sip` (protocol-aware, replayable by index; ``bench/fuzz.py``
+runs it long).
 
-The contracts under test: ``parse_message`` raises only SipParseError;
-``SipEndpointCore.receive_datagram`` never raises, contains no internal error, sends
-only datagrams that parse, and keeps serving other calls.
+The contracts under test: ``parse_message`` raises only SipParseError, the SDP code only
+SdpError; ``SipEndpointCore.receive_datagram`` never raises, contains no internal error,
+sends only datagrams that parse, to IP literals, with Retry-After on a 503, ends every
+dialog when its timers run out, and keeps serving other calls.
 """
 
 from __future__ import annotations
 
 import os
+from collections import Counter
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from voxlane.testing.fuzz_sip import (
+    SIP_CORPUS,
+    CheckFailed,
+    check_outgoing,
+    run_sip_campaign,
+    sip_case,
+    sip_cases,
+)
 from voxlane.transports.sip import (
     CallOffered,
     CallTerminated,
@@ -29,7 +42,7 @@ from .corpus import CORPUS
 from .messages import COMPACT_INVITE, FOLDED_OPTIONS, linphone_invite, sipp_invite
 from .uac import CALLER, Caller, make_core, statuses
 
-VALID = [sipp_invite(), linphone_invite(), COMPACT_INVITE, FOLDED_OPTIONS]
+VALID = [sipp_invite(), linphone_invite(), COMPACT_INVITE, FOLDED_OPTIONS, *SIP_CORPUS]
 
 
 def assert_healthy(core: SipEndpointCore) -> list[tuple[bytes, tuple[str, int]]]:
@@ -275,3 +288,62 @@ def test_fuzzed_calls_run_to_their_end(datagrams: list[bytes]) -> None:
     ended = [e for e in core.events_received() if isinstance(e, CallTerminated)]
     assert len(ended) == len(offered)
     assert core.statistics().dialogs == 0
+
+
+# -- the seeded campaign (voxlane.testing.fuzz_sip) ------------------------------------
+
+# VOXLANE_FUZZ_CASES / VOXLANE_FUZZ_SEED for a longer or another run (bench/fuzz.py too).
+CAMPAIGN_CASES = int(os.environ.get("VOXLANE_FUZZ_CASES", "700"))
+CAMPAIGN_SEED = int(os.environ.get("VOXLANE_FUZZ_SEED", "10"))
+
+
+def test_seeded_campaign_holds_every_invariant() -> None:
+    coverage: Counter[str] = Counter()
+    report = run_sip_campaign(CAMPAIGN_SEED, CAMPAIGN_CASES, coverage=coverage)
+    assert report.ok, report.as_dict()["failures"][:5]
+    assert report.cases == CAMPAIGN_CASES
+    # The mutations reach every layer, not just the parser's first line.
+    assert coverage["sip_parsed"] > CAMPAIGN_CASES // 10, coverage
+    assert coverage["sdp_negotiated"] and coverage["sdp_refused"] and coverage["offered"]
+    for status in (200, 400, 488, 503):
+        assert coverage[f"status_{status}"], (status, coverage)
+
+
+def test_campaign_cases_replay_from_seed_and_index() -> None:
+    cases = list(sip_cases(3, 1000))
+    assert sip_case(3, 123) == cases[123]
+    assert [c.data for c in sip_cases(4, 1000)] != [c.data for c in cases]
+    datas = [c.data for c in cases]
+    assert sum(d not in SIP_CORPUS for d in datas) > 900
+    # The protocol-aware mutations show up: LF-only messages, folded lines, boundary
+    # numbers, hostnames in c=, lying or doubled Content-Length, huge headers.
+    for needle in (
+        b"\n\n",
+        b"\r\n ",
+        b"4294967296",
+        b"c=IN IP4 example.invalid",
+        b"Content-Length: 1000",
+        b"l: ",
+        b"a" * 1000,
+    ):
+        assert any(needle in d for d in datas), needle
+
+
+@pytest.mark.parametrize(
+    ("datagram", "problem"),
+    [
+        (
+            (b"SIP/2.0 503 Service Unavailable\r\n" + sipp_invite().split(b"\r\n", 1)[1]),
+            "503 without Retry-After",
+        ),
+        (b"garbage", "does not parse"),
+    ],
+)
+def test_campaign_checks_bite(datagram: bytes, problem: str) -> None:
+    with pytest.raises(CheckFailed, match=problem):
+        check_outgoing([(datagram, CALLER)])
+
+
+def test_campaign_check_catches_a_hostname_destination() -> None:
+    with pytest.raises(CheckFailed, match="addressed to"):
+        check_outgoing([(sipp_invite(), ("example.invalid", 5060))])

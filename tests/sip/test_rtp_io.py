@@ -143,3 +143,19 @@ async def test_port_range_uses_even_ports_and_runs_out() -> None:
             await second.aclose()
     finally:
         await first.aclose()
+
+
+async def test_a_hostname_never_reaches_the_send_path() -> None:
+    """The RTP destination is an IP literal or the stream does not start (issue #10
+    item 5: a sendto with a hostname is a blocking DNS lookup on the loop, per packet)."""
+    stream = await open_rtp_stream(HOST)
+    try:
+        named = AudioNegotiation(payload_type=0, encoding="PCMU", remote_host="example.invalid",
+                                 remote_port=4000, media_index=0, offer_media=())
+        with pytest.raises(ValueError, match="must be an IP address"):
+            stream.start(named)
+        assert stream.destination is None
+        stream.start(negotiation(4000))
+        assert stream.destination == (HOST, 4000)
+    finally:
+        await stream.aclose()

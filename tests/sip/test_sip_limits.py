@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +12,9 @@ import pytest
 
 from voxlane.aio.ledger import LEDGER
 from voxlane.runners.sip_server import SipServerConfig, serve_sip
-from voxlane.transports.sip import SipResponse, parse_message
 
-from .messages import crlf, sipp_invite
+from .messages import crlf
+from .phone import Phone
 from .test_sip_server import Greeter, providers
 
 pytestmark = pytest.mark.real_time
@@ -27,51 +26,17 @@ def read_reports(directory: Path) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted(directory.glob("*.json"))]
 
 
-class Phone:
-    """A raw UDP SIP caller: sends bytes, reads responses with a deadline."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind((HOST, 0))
-        self.sock.setblocking(False)
-        self.port = int(self.sock.getsockname()[1])
-
-    def invite(self, call_id: str, server_port: int) -> bytes:
-        data = sipp_invite(call_id=call_id, branch=f"z9hG4bK-{call_id}")
-        return data.replace(b"127.0.0.1:5061", f"{HOST}:{self.port}".encode())
-
-    def send(self, data: bytes, server_port: int) -> None:
-        self.sock.sendto(data, (HOST, server_port))
-
-    async def statuses(self, call_id: str, want: int, timeout_s: float = 3.0) -> list[int]:
-        """Statuses received for ``call_id`` until ``want`` arrives or the deadline."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        seen: list[int] = []
-        while loop.time() < deadline and want not in seen:
-            try:
-                data = self.sock.recv(65535)
-            except BlockingIOError:
-                await asyncio.sleep(0.01)
-                continue
-            msg = parse_message(data)
-            if isinstance(msg, SipResponse) and msg.call_id == call_id:
-                seen.append(msg.status)
-        return seen
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 async def test_call_limit_answers_503_and_shutdown_ends_ringing_call(tmp_path: Path) -> None:
     server = await serve_sip(Greeter, providers, SipServerConfig(
-        host=HOST, port=0, max_calls=1, answer_delay_s=30.0, reports_dir=tmp_path))
+        host=HOST, port=0, max_calls=1, answer_delay_s=30.0, retry_after_s=7,
+        reports_dir=tmp_path))
     phone = Phone()
     try:
         phone.send(phone.invite("first", server.port), server.port)
         assert 100 in await phone.statuses("first", 100)
         phone.send(phone.invite("second", server.port), server.port)
-        assert 503 in await phone.statuses("second", 503)
+        (busy,) = [r for r in await phone.responses("second", 503) if r.status == 503]
+        assert busy.headers.get("retry-after") == "7"
         options = crlf(
             "OPTIONS sip:service@127.0.0.1 SIP/2.0\n"
             f"Via: SIP/2.0/UDP {HOST}:{phone.port};branch=z9hG4bK-opt\n"

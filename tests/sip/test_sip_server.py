@@ -261,3 +261,49 @@ async def test_agent_factory_error_hangs_up_and_reports(tmp_path: Path, workdir:
     (report,) = reports(tmp_path)
     assert report["session_id"] is None and report["sip"]["ended_by"] == "error"
     assert server.statistics().call_errors == 1
+
+
+async def test_unacked_call_frees_its_slot_at_the_ack_timeout(tmp_path: Path,
+                                                               workdir: Path) -> None:
+    """Issue #10 item 7, with real sipp: a caller that never ACKs (nor answers our BYE)
+    held the only slot through the BYE's retransmissions and was reported "unknown"; the
+    next caller got 503. Now the slot is free at 64·T1 and the report says no_ack."""
+    server = await start(tmp_path, max_calls=1, t1=0.1, rtp_timeout_s=5.0)
+    loop = asyncio.get_running_loop()
+    try:
+        t0 = loop.time()
+        first = await run_sipp(workdir, "uac_no_ack.xml", server.port, timeout_s=20)
+        gave_up_after = loop.time() - t0
+        # Our BYE (at 64·T1 = 6.4 s) is still being retransmitted to the first caller.
+        second = await run_sipp(workdir, "uac_pcap_bye.xml", server.port)
+        await wait_idle(server)
+    finally:
+        await finish(server)
+    assert first.returncode == 0, first.errors or first.stdout  # it got the BYE
+    assert 6.0 <= gave_up_after < 12.0
+    assert second.returncode == 0, second.errors or second.stdout  # accepted, not 503
+    by_end = {r["sip"]["ended_by"]: r for r in reports(tmp_path)}
+    assert set(by_end) == {"no_ack", "caller_bye"}
+    unacked = by_end["no_ack"]
+    assert unacked["session_id"] is None and not unacked["sip"]["answered"]
+    assert unacked["sip"]["dialog_reason"] == "no_ack"
+    assert_clean_close(by_end["caller_bye"])
+
+
+async def test_media_address_outside_the_allowlist_gets_488(tmp_path: Path,
+                                                            workdir: Path) -> None:
+    """Issue #10 item 6, with real sipp: the SIP source (127.0.0.1) is allowed, the SDP's
+    media address (127.0.0.2) is not, so the offer is refused before any call starts."""
+    server = await start(tmp_path, allowed_sources=("127.0.0.1/32",))
+    try:
+        refused = await run_sipp(workdir, "uac_expect_488.xml", server.port,
+                                 media_ip="127.0.0.2")
+        accepted = await run_sipp(workdir, "uac_pcap_bye.xml", server.port)
+        await wait_idle(server)
+    finally:
+        await finish(server)
+    assert refused.returncode == 0, refused.errors or refused.stdout
+    assert accepted.returncode == 0, accepted.errors or accepted.stdout
+    assert server.statistics().calls_offered == 1
+    (report,) = reports(tmp_path)
+    assert report["sip"]["ended_by"] == "caller_bye"

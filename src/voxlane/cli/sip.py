@@ -77,6 +77,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--close-timeout", type=float, default=4.0)
     parser.add_argument("--max-call-seconds", type=float, default=4 * 3600.0,
                         help="hang up calls that last longer than this")
+    parser.add_argument("--retry-after", type=_retry_after, default=5, metavar="SECONDS",
+                        help="Retry-After of every 503 (full, shutting down; default 5)")
+
+
+def _retry_after(text: str) -> int:
+    """argparse type of ``--retry-after``: whole seconds, 0..86400 (a one-line error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of seconds: {text!r}") from None
+    if not 0 <= value <= 86400:
+        raise argparse.ArgumentTypeError(f"must be 0..86400 seconds, got {value}")
+    return value
 
 
 def _config(args: argparse.Namespace) -> SipServerConfig:
@@ -89,7 +102,7 @@ def _config(args: argparse.Namespace) -> SipServerConfig:
         allowed_sources=tuple(args.allow) if args.allow else None, rtp_port_range=ports,
         rtp_timeout_s=args.rtp_timeout, answer_delay_s=args.answer_delay,
         close_timeout=args.close_timeout, max_call_s=args.max_call_seconds,
-        reports_dir=Path(args.reports))
+        reports_dir=Path(args.reports), retry_after_s=args.retry_after)
 
 
 async def _serve(args: argparse.Namespace) -> int:

@@ -9,11 +9,15 @@
 
 A call's life (one owned task per call, :meth:`SipServer._run_call`):
 
-1. INVITE → the core sends 100 Trying and reports CallOffered; the SDP offer is
-   negotiated (488 when no common codec, 400 when unparsable), an RTP socket is opened,
-   and after ``answer_delay_s`` (ringing) the core answers 200 OK with our SDP.
+1. INVITE → the core sends 100 Trying and reports CallOffered (it has already refused,
+   488, an offer whose media address is not an allowed IP literal); the SDP offer is
+   negotiated (488 when no common codec, 400 when unparsable, each with a Warning), an
+   RTP socket is opened, and after ``answer_delay_s`` (ringing) the core answers 200 OK
+   with our SDP.
 2. ACK (CallConfirmed) → a :class:`SipRoom` and an :class:`AgentSession` start
-   (``close_on_disconnect=True``).
+   (``close_on_disconnect=True``); media latches onto the caller's RTP (NAT), within the
+   allowlist. No ACK within 64·T1 → the core ends the call (``ended_by: "no_ack"``) and
+   its slot is free at once.
 3. The call ends one of four ways, each closing the session within its budget:
    caller BYE → room disconnect HANGUP; RTP silence for ``rtp_timeout_s`` → TIMEOUT and we
    send BYE; the agent closes the session (e.g. a tool calls ``session.shutdown()``) → we
@@ -54,8 +58,8 @@ from voxlane.transports.sip.dialog import (
 from voxlane.transports.sip.endpoint import EndpointConfig, SipEndpointCore
 from voxlane.transports.sip.errors import (
     DialogStateError,
-    NoCommonCodecError,
     SdpError,
+    SdpNotAcceptableError,
     UnknownCallError,
 )
 from voxlane.transports.sip.room import SipRoom
@@ -90,7 +94,9 @@ class SipServerConfig:
     even ports used; None = ephemeral. ``close_timeout``: each session's close budget.
     ``shutdown_timeout``: bound of :meth:`SipServer.aclose` beyond the close budget.
     ``max_call_s``: a call still up after this long is hung up by us (no wait in voxlane
-    is unbounded, not even a conversation)."""
+    is unbounded, not even a conversation). ``retry_after_s``: the Retry-After of every
+    503 we send (full, shutting down, no RTP port). ``t1``: the SIP timer T1 (RFC 3261);
+    a 200 OK never ACKed ends the call after 64·T1."""
 
     host: str = "127.0.0.1"
     port: int = 5060
@@ -103,6 +109,7 @@ class SipServerConfig:
     shutdown_timeout: float = 2.0
     max_call_s: float = 4 * 3600.0
     reports_dir: Path | None = None
+    retry_after_s: int = 5
     t1: float = 0.5
 
 
@@ -151,7 +158,8 @@ class SipServer:
         self.host, self.port = host, port
         self._core = SipEndpointCore(EndpointConfig(
             dialog=DialogConfig(local_host=host, local_port=port, t1=config.t1),
-            max_calls=config.max_calls, allowed_sources=config.allowed_sources))
+            max_calls=config.max_calls, allowed_sources=config.allowed_sources,
+            retry_after_s=config.retry_after_s))
         self._calls: dict[str, _Call] = {}
         self._owner = TaskOwner("sip-server", on_error=self._on_call_error, clock=clock)
         self._closing = False
@@ -264,10 +272,12 @@ class SipServer:
         """Negotiate, open RTP, ring, answer. False when the call ended before the answer."""
         try:
             call.negotiation = negotiate(parse_sdp(call.offer.invite.body))
-        except (NoCommonCodecError, SdpError) as exc:
-            status = 488 if isinstance(exc, NoCommonCodecError) else 400
+        except SdpError as exc:
+            status = 488 if isinstance(exc, SdpNotAcceptableError) else 400
+            warning = str(exc)
             call.ended_by = "rejected"
-            self._signaling.command(lambda core, now: core.reject(call.call_id, status, now))
+            self._signaling.command(
+                lambda core, now: core.reject(call.call_id, status, now, warning=warning))
             return False
         try:
             call.media = await open_rtp_stream(
@@ -320,7 +330,8 @@ class SipServer:
         call.session = session
         call.room = SipRoom(call.call_id, call.media,
                             caller=call.offer.invite.from_addr.uri or "sip-caller")
-        call.media.start(call.negotiation)
+        call.media.start(call.negotiation, signaling_host=call.offer.source[0],
+                         allowlist=self._core.allowlist)
         self._sessions += 1
         try:
             await session.start(self._agent_factory(), room=call.room, close_on_disconnect=True)

@@ -7,7 +7,7 @@ reads (``now`` is passed in), no threads. The asyncio UDP/RTP layer drives it::
     # on each SIP datagram:   core.receive_datagram(data, addr, loop.time())
     # when due:               core.handle_timeout(loop.time())   (see core.next_deadline())
     # after either:           send core.datagrams_to_send(); handle core.events_received()
-    #   CallOffered   → chosen = negotiate(parse_sdp(ev.invite.body))   (488 on NoCommonCodecError)
+    #   CallOffered   → chosen = negotiate(parse_sdp(ev.invite.body))  (SdpNotAcceptableError: 488)
     #                   open an RTP socket; core.answer(call_id, build_answer(chosen, ...), now)
     #   CallConfirmed → start sending: RtpSender + g711.encode every 20 ms
     #   CallTerminated(reason) → stop media, close the RTP socket, close the Room
@@ -39,9 +39,11 @@ from .dialog import (
 from .endpoint import EndpointConfig, EndpointStatistics, SipEndpointCore
 from .errors import (
     DialogStateError,
+    MediaAddressError,
     NoCommonCodecError,
     RtpParseError,
     SdpError,
+    SdpNotAcceptableError,
     SdpParseError,
     SipError,
     SipParseError,
@@ -76,6 +78,7 @@ __all__ = [
     "Headers",
     "JitterBuffer",
     "JitterBufferStatistics",
+    "MediaAddressError",
     "NoCommonCodecError",
     "Outgoing",
     "RtpActivity",
@@ -83,6 +86,7 @@ __all__ = [
     "RtpParseError",
     "RtpSender",
     "SdpError",
+    "SdpNotAcceptableError",
     "SdpParseError",
     "SessionDescription",
     "SipEndpointCore",

@@ -15,14 +15,19 @@ source of truth; an application event not in it raises :class:`DialogStateError`
     IDLE ─RECV_INVITE→ PROCEEDING (100 Trying sent)
     PROCEEDING ─APP_ANSWER→ ANSWERED (200 OK + SDP, retransmitted T1, 2T1, ... ≤ T2)
     PROCEEDING ─APP_REJECT | APP_HANGUP | RECV_CANCEL→ REJECTED (final ≥ 300, retransmitted)
-    ANSWERED ─RECV_ACK→ CONFIRMED;  ─ACK_TIMEOUT (64·T1)→ TERMINATING (BYE sent)
+    ANSWERED ─RECV_ACK→ CONFIRMED;  ─ACK_TIMEOUT (64·T1)→ TERMINATING (BYE sent; the
+             call ends for the application at once: CallTerminated "no_ack")
     ANSWERED | CONFIRMED ─RECV_BYE→ TERMINATED (200 to the BYE)
     CONFIRMED ─APP_HANGUP→ TERMINATING (BYE, retransmitted T1 doubling ≤ T2)
     TERMINATING ─RECV_BYE_RESPONSE | BYE_TIMEOUT | RECV_BYE→ TERMINATED
     REJECTED ─RECV_ACK | FINAL_TIMEOUT→ TERMINATED
 
 A hangup while ANSWERED is deferred until the ACK (or its timeout): §15 forbids a BYE
-before then. Hangups in REJECTED/TERMINATING/TERMINATED are no-ops, so closing twice is
+before then. A dialog is *active* (counts against the endpoint's call limit) until the
+call is over for the application: REJECTED, TERMINATING (our BYE is out: the media has
+stopped, whatever the BYE's fate) and TERMINATED are not active. That is what keeps an
+INVITE that is never ACKed (spoofed, say) from holding a call slot through 32 s of BYE
+retransmissions. Hangups in REJECTED/TERMINATING/TERMINATED are no-ops, so closing twice is
 safe. Remote input never raises: retransmissions get the cached response, requests the
 state cannot take get the RFC's answer (481, 491, 500, 405, 501).
 
@@ -34,6 +39,7 @@ same SDP, which keeps session timers and hold-less refreshes working), UPDATE, P
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .common import (
@@ -117,6 +123,7 @@ TRANSITIONS: dict[DialogState, dict[DialogEvent, DialogState]] = {
     S.TERMINATED: {E.APP_HANGUP: S.TERMINATED},
 }
 del S, E
+_INACTIVE = frozenset({DialogState.REJECTED, DialogState.TERMINATING, DialogState.TERMINATED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,9 +145,10 @@ class CallConfirmed:
 @dataclass(frozen=True, slots=True)
 class CallTerminated:
     """The call is over; stop media. Emitted once: on a final error response to the
-    INVITE (reject, CANCEL), on the caller's BYE, or when our BYE completes or times out.
-    ``reason``: bye, cancel, rejected, ack_timeout, or the reason given to
-    :meth:`UasDialog.hangup` (default ``hangup``)."""
+    INVITE (reject, CANCEL), on the caller's BYE, at the ACK timeout (64·T1 without an
+    ACK to our 200 OK: the BYE we send then is retransmitted on its own), or when our BYE
+    completes or times out. ``reason``: bye, cancel, rejected, no_ack, or the reason given
+    to :meth:`UasDialog.hangup` (default ``hangup``)."""
 
     call_id: str
     reason: str
@@ -219,9 +227,9 @@ class UasDialog:
 
     @property
     def is_active(self) -> bool:
-        """True until the call is over for the application (CallTerminated emitted or
-        about to be): counts against the endpoint's call limit."""
-        return self.state not in (DialogState.REJECTED, DialogState.TERMINATED)
+        """True until the call is over for the application (rejected, our BYE sent, or
+        terminated): counts against the endpoint's call limit."""
+        return self.state not in _INACTIVE
 
     # -- application events --------------------------------------------------------
 
@@ -237,12 +245,20 @@ class UasDialog:
         )
         self._respond(self._invite, ok, self._invite_addr, retransmit_from=now)
 
-    def reject(self, status: int, now: float, reason: str | None = None) -> None:
-        """Send a final error response (≥ 300) to the INVITE; retransmitted until ACK."""
+    def reject(
+        self,
+        status: int,
+        now: float,
+        reason: str | None = None,
+        *,
+        headers: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        """Send a final error response (≥ 300) to the INVITE, with ``headers`` added;
+        retransmitted until ACK."""
         if not 300 <= status <= 699:
             raise ValueError(f"reject needs a status in 300..699, got {status}")
         self._fire(DialogEvent.APP_REJECT)
-        self._reject(status, now, reason, "rejected")
+        self._reject(status, now, reason, "rejected", headers)
 
     def hangup(self, now: float, reason: str = "hangup") -> None:
         """End the call from our side; idempotent.
@@ -315,8 +331,11 @@ class UasDialog:
         if timer.expired(now):
             self._timer = None
             if self.state is DialogState.ANSWERED:
+                # Timer H (§13.3.1.4): the call is over now. The BYE that §13.3.1.4 asks
+                # for is retransmitted on its own; it no longer holds a call slot.
                 self._fire(DialogEvent.ACK_TIMEOUT)
-                self._send_bye(now, self._hangup_reason or "ack_timeout")
+                self._send_bye(now, self._hangup_reason or "no_ack")
+                self._notify_terminated()
             elif self.state is DialogState.REJECTED:
                 self._fire(DialogEvent.FINAL_TIMEOUT)
                 self._terminate(now)
@@ -361,8 +380,17 @@ class UasDialog:
         contact = f"<sip:{cfg.contact_user}@{cfg.local_host}:{cfg.local_port}>"
         return [("Contact", contact), ("Allow", cfg.allow), ("Content-Type", "application/sdp")]
 
-    def _reject(self, status: int, now: float, phrase: str | None, reason: str) -> None:
-        response = build_response(self._invite, status, phrase, to_tag=self.local_tag)
+    def _reject(
+        self,
+        status: int,
+        now: float,
+        phrase: str | None,
+        reason: str,
+        headers: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        response = build_response(
+            self._invite, status, phrase, to_tag=self.local_tag, headers=headers
+        )
         self._respond(self._invite, response, self._invite_addr, retransmit_from=now)
         self.termination_reason = reason
         # The call is over for the application now; the ACK only ends the transaction.

@@ -22,7 +22,18 @@ Contracts:
   requests for unknown dialogs 481, OPTIONS 200, unknown methods 405/501, any
   ``Require`` 420. A new INVITE must carry an ``application/sdp`` offer (415 for another
   body type, 488 without a body: no late offer), so every CallOffered has one to
-  negotiate with :mod:`.sdp`.
+  negotiate with :mod:`.sdp`. An offer whose audio streams' connection addresses
+  (:func:`~.sdp.media_hosts`) are not usable IP literals, or lie outside
+  ``allowed_sources``, is refused 488 with a Warning saying why
+  (:mod:`.addresses`): no CallOffered, no dialog. (An SDP that does not parse is left
+  to the application: it answers 400.)
+* Every 503 carries ``Retry-After: retry_after_s``, whoever decides it: the call limit
+  here, or the application's ``reject(call_id, 503, now)``.
+* A call counts against ``max_calls`` while :attr:`UasDialog.is_active`: until it is
+  over for the application. A call whose 200 OK is never ACKed stops counting at the
+  ACK timeout (64·T1, CallTerminated reason ``no_ack``), not after its BYE.
+* Every datagram goes to an IP literal: responses to the source address (a stamped
+  Via, see :meth:`~.headers.Via.stamped`), our BYE to the INVITE's source.
 * ``answer``/``reject``/``hangup`` raise :class:`UnknownCallError` for a Call-ID we have
   no dialog for and :class:`DialogStateError` when the dialog's state forbids it (for
   example answering a call the caller already cancelled: watch for CallTerminated).
@@ -30,15 +41,15 @@ Contracts:
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .addresses import Allowlist, media_address_problem
 from .common import Address, DialogConfig, method_not_allowed_or_implemented
 from .dialog import DialogNotification, UasDialog
-from .errors import SipParseError, UnknownCallError
+from .errors import SdpParseError, SipParseError, UnknownCallError
 from .headers import parse_via
 from .message import (
     Headers,
@@ -48,16 +59,20 @@ from .message import (
     canonical_name,
     parse_message,
 )
+from .sdp import media_hosts, parse_sdp
 
 __all__ = ["EndpointConfig", "EndpointStatistics", "SipEndpointCore"]
 
 _REQUEST_LINE = re.compile(r"([A-Za-z]+) \S+ SIP/2\.0\s*$", re.IGNORECASE)
 _SALVAGED = ("via", "from", "to", "call-id", "cseq")
+_UNQUOTABLE = re.compile(r"[^ -!#-\[\]-~]")  # not printable ASCII, or '"' or '\\'
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class EndpointConfig:
-    """Endpoint policy. ``allowed_sources``: IPs or CIDR networks; None admits anyone."""
+    """Endpoint policy. ``allowed_sources``: IPs or CIDR networks, for the SIP source and
+    the SDP's media addresses alike; None admits anyone. ``retry_after_s``: the
+    Retry-After of every 503 (seconds)."""
 
     dialog: DialogConfig
     max_calls: int = 10
@@ -72,6 +87,7 @@ class EndpointStatistics:
     bad_requests_answered: int
     forbidden: int
     busy: int
+    media_refused: int
     calls_total: int
     calls_active: int
     dialogs: int
@@ -90,16 +106,15 @@ class SipEndpointCore:
     ) -> None:
         self.config = config
         self._tokens = token_factory or (lambda: secrets.token_hex(8))
-        self._networks = (
-            None
-            if config.allowed_sources is None
-            else tuple(ipaddress.ip_network(s, strict=False) for s in config.allowed_sources)
-        )
+        if config.retry_after_s < 0:
+            raise ValueError(f"retry_after_s must be >= 0, got {config.retry_after_s}")
+        self._allowlist = Allowlist(config.allowed_sources)
         self._dialogs: dict[str, UasDialog] = {}
         self._outbox: list[tuple[bytes, Address]] = []
         self._events: list[DialogNotification] = []
         self._datagrams = self._malformed = self._answered_400 = 0
         self._forbidden = self._busy = self._calls_total = self._internal_errors = 0
+        self._media_refused = 0
 
     # -- outputs -------------------------------------------------------------------
 
@@ -126,11 +141,17 @@ class SipEndpointCore:
             bad_requests_answered=self._answered_400,
             forbidden=self._forbidden,
             busy=self._busy,
+            media_refused=self._media_refused,
             calls_total=self._calls_total,
             calls_active=self.active_calls,
             dialogs=len(self._dialogs),
             internal_errors=self._internal_errors,
         )
+
+    @property
+    def allowlist(self) -> Allowlist:
+        """The parsed ``allowed_sources`` (for RTP latching: see :class:`~.addresses.RtpLatch`)."""
+        return self._allowlist
 
     @property
     def active_calls(self) -> int:
@@ -150,9 +171,22 @@ class SipEndpointCore:
         dialog.answer(sdp, now)
         self._collect(dialog)
 
-    def reject(self, call_id: str, status: int, now: float, reason: str | None = None) -> None:
+    def reject(
+        self,
+        call_id: str,
+        status: int,
+        now: float,
+        reason: str | None = None,
+        *,
+        warning: str | None = None,
+    ) -> None:
+        """Send a final error response to the INVITE. A 503 gets ``Retry-After``;
+        ``warning`` (one line of text) goes into a ``Warning: 399`` header."""
         dialog = self.dialog(call_id)
-        dialog.reject(status, now, reason)
+        headers = self._status_headers(status)
+        if warning:
+            headers.append(("Warning", _warning(399, warning)))
+        dialog.reject(status, now, reason, headers=headers)
         self._collect(dialog)
 
     def hangup(self, call_id: str, now: float, reason: str = "hangup") -> None:
@@ -237,13 +271,12 @@ class SipEndpointCore:
         if method == "ACK":
             return  # ACK to a stateless 4xx/5xx of ours, or stray: nothing to answer
         if method == "INVITE" and request.to_addr.tag is None:
-            refusal = _refuse_offer(request)
+            refusal = _refuse_offer(request) or self._refuse_media(request)
             if refusal is not None:
                 self._send(refusal, addr)
             elif self.active_calls >= self.config.max_calls:
                 self._busy += 1
-                retry = [("Retry-After", str(self.config.retry_after_s))]
-                self._send(build_response(request, 503, headers=retry), addr)
+                self._send(build_response(request, 503, headers=self._status_headers(503)), addr)
             else:
                 self._new_call(request, source, now)
         elif method == "OPTIONS":
@@ -263,13 +296,30 @@ class SipEndpointCore:
     # -- helpers ---------------------------------------------------------------------
 
     def _allowed(self, ip: str) -> bool:
-        if self._networks is None:
-            return True
+        return self._allowlist.allows(ip)
+
+    def _status_headers(self, status: int) -> list[tuple[str, str]]:
+        """Headers every response with ``status`` carries, whoever decided it."""
+        if status == 503:
+            return [("Retry-After", str(self.config.retry_after_s))]
+        return []
+
+    def _refuse_media(self, invite: SipRequest) -> SipResponse | None:
+        """488 when an audio stream of the offer would send RTP to an unusable address."""
         try:
-            address = ipaddress.ip_address(ip)
-        except ValueError:
-            return False
-        return any(address in net for net in self._networks)
+            offer = parse_sdp(invite.body)
+        except SdpParseError:
+            return None  # the application's negotiation answers 400
+        for host in media_hosts(offer):
+            problem = media_address_problem(host)
+            code = 301  # RFC 3261 §20.43: incompatible network address formats
+            if problem is None and self._allowlist.restricted and not self._allowed(host):
+                problem, code = "is outside the allowed sources", 399
+            if problem is not None:
+                self._media_refused += 1
+                warning = [("Warning", _warning(code, f"media address {host!r} {problem}"))]
+                return build_response(invite, 488, headers=warning)
+        return None
 
     def _collect(self, dialog: UasDialog) -> None:
         for out in dialog.messages_to_send():
@@ -296,8 +346,7 @@ class SipEndpointCore:
         if any(not found.get(name) for name in _SALVAGED):
             return
         headers = Headers((name, value) for name in _SALVAGED for value in found[name])
-        warning = re.sub(r"[^ -!#-~]", "", error)[:120]
-        headers.add("warning", f'399 voxlane "{warning}"')
+        headers.add("warning", _warning(399, error))
         headers.add("server", self.config.dialog.user_agent)
         data = SipResponse(headers=headers, status=400, reason="Bad Request").to_bytes()
         try:
@@ -309,6 +358,12 @@ class SipEndpointCore:
             return
         self._outbox.append((data, addr))
         self._answered_400 += 1
+
+
+def _warning(code: int, text: str) -> str:
+    """A Warning header value (§20.43): its text kept to printable ASCII, no quote or
+    backslash (it is a quoted-string), at most 120 characters."""
+    return f'{code} voxlane "{_UNQUOTABLE.sub("", text)[:120]}"'
 
 
 def _refuse_offer(invite: SipRequest) -> SipResponse | None:

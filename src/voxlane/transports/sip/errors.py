@@ -5,8 +5,10 @@ One tree, rooted at :class:`SipError`::
     SipError                      anything this package raises on purpose
     ├── SipParseError             a datagram is not a well-formed SIP message
     ├── SdpError                  an SDP body cannot be used
-    │   ├── SdpParseError         ... because it is malformed
-    │   └── NoCommonCodecError    ... because it offers no codec we speak (answer 488)
+    │   ├── SdpParseError         ... because it is malformed (answer 400)
+    │   └── SdpNotAcceptableError ... because we cannot take the offer (answer 488)
+    │       ├── NoCommonCodecError    it offers no codec we speak
+    │       └── MediaAddressError     its media address is not an IP we may send to
     ├── RtpParseError             a datagram is not a well-formed RTP packet
     ├── DialogStateError          the application asked a dialog for something its
     │                             state does not allow (a bug in the caller)
@@ -21,9 +23,11 @@ from __future__ import annotations
 
 __all__ = [
     "DialogStateError",
+    "MediaAddressError",
     "NoCommonCodecError",
     "RtpParseError",
     "SdpError",
+    "SdpNotAcceptableError",
     "SdpParseError",
     "SipError",
     "SipParseError",
@@ -47,8 +51,18 @@ class SdpParseError(SdpError):
     """An SDP body is malformed."""
 
 
-class NoCommonCodecError(SdpError):
+class SdpNotAcceptableError(SdpError):
+    """A well-formed SDP offer we cannot take; answer the INVITE with 488 (the message
+    is the reason, fit for a Warning header)."""
+
+
+class NoCommonCodecError(SdpNotAcceptableError):
     """The SDP offer has no audio codec we support; answer the INVITE with 488."""
+
+
+class MediaAddressError(SdpNotAcceptableError):
+    """The offer's media address is unusable: not an IP literal (we never resolve names),
+    unspecified, multicast, or outside the allowlist; answer the INVITE with 488."""
 
 
 class RtpParseError(SipError):

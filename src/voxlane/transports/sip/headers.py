@@ -256,13 +256,17 @@ class Via:
         """The Via as the receiving server must record it (§18.2.1, RFC 3581 §4).
 
         Adds ``received`` when the sent-by host is not the packet's source address, and
-        fills an empty ``rport`` with the source port.
+        sets ``rport`` to the source port when the sender asked for it. A ``received`` or
+        ``rport`` value the sender wrote itself is overwritten: only the receiving server
+        may set them, and trusting them would let a peer send our responses to any host
+        (or make us resolve a hostname). So :meth:`response_address` of a stamped Via is
+        always the source IP.
         """
         ip, port = source
         updates: dict[str, str | None] = {}
-        if self.host.strip("[]") != ip:
+        if self.host.strip("[]") != ip or self.received not in (None, ip):
             updates["received"] = ip
-        if self.has_rport and self.rport is None:
+        if self.has_rport and (self.rport != port or self.received not in (None, ip)):
             updates["received"] = ip
             updates["rport"] = str(port)
         return self.with_params(**updates) if updates else self

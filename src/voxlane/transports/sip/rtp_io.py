@@ -16,6 +16,11 @@ Send: the agent's frames (any rate) → :class:`StreamResampler` to 8 kHz →
 kept against the 20 ms its timestamp advanced (``send_jitter``) so the benchmark can
 measure send jitter.
 
+Where RTP goes: :class:`~.addresses.RtpLatch` decides (symmetric RTP: the SDP address until
+the caller's first packet, then that packet's source, if it is the SDP's or the SIP
+source's IP and allowed). Its destination is always an IP literal, so ``sendto`` never
+resolves a name on the loop.
+
 Ownership: :class:`RtpStream` owns its socket and its tick task; :meth:`RtpStream.aclose`
 always releases both (idempotent, bounded, never raises).
 """
@@ -40,6 +45,7 @@ from voxlane.room import AudioOutput, PlaybackFinished
 from voxlane.transports.paced import PacedAudioOutput
 
 from . import g711
+from .addresses import ALLOW_ALL, Allowlist, RtpLatch
 from .common import Address
 from .errors import RtpParseError
 from .rtp import JitterBuffer, RtpActivity, RtpSender, parse_rtp
@@ -179,8 +185,7 @@ class RtpStream:
         self._jitter = JitterBuffer()
         self._activity: RtpActivity | None = None
         self._negotiation: AudioNegotiation | None = None
-        self._remote: Address | None = None
-        self._latched: Address | None = None
+        self._latch: RtpLatch | None = None
         self._sender: RtpSender | None = None
         self._last_send: float | None = None
         self.talkspurts = 0
@@ -193,12 +198,20 @@ class RtpStream:
 
     # -- lifecycle -------------------------------------------------------------------
 
-    def start(self, negotiation: AudioNegotiation) -> None:
-        """Begin media with the negotiated codec and remote address. Call once."""
+    def start(self, negotiation: AudioNegotiation, *, signaling_host: str | None = None,
+              allowlist: Allowlist = ALLOW_ALL) -> None:
+        """Begin media with the negotiated codec and remote address. Call once.
+
+        ``signaling_host``: the IP the call's INVITE came from, which may latch the stream
+        (a caller behind a NAT); ``allowlist``: the server's allowed sources, which a
+        latched address must be in. Raises ``ValueError`` when the negotiated host is not
+        an IP literal (:func:`~.sdp.negotiate` never returns one that is not).
+        """
         if self._closed or self._negotiation is not None:
             return
+        self._latch = RtpLatch((negotiation.remote_host, negotiation.remote_port),
+                               signaling_host=signaling_host, allowlist=allowlist)
         self._negotiation = negotiation
-        self._remote = (negotiation.remote_host, negotiation.remote_port)
         self._sender = RtpSender(ssrc=secrets.randbits(32),
                                  payload_type=negotiation.payload_type,
                                  initial_sequence=secrets.randbelow(1 << 16),
@@ -209,6 +222,11 @@ class RtpStream:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def destination(self) -> Address | None:
+        """Where our RTP goes (an IP literal), or None before :meth:`start`."""
+        return None if self._latch is None else self._latch.destination
 
     async def aclose(self, deadline: float | None = None) -> None:
         """Stop media, close the input channel and the socket. Idempotent; never raises;
@@ -250,18 +268,15 @@ class RtpStream:
         self._play_out(now)
 
     def _accept_source(self, payload_type: int, source: Address) -> bool:
-        """Symmetric-RTP latching: the first packet of a negotiated payload type from the
-        SDP's host fixes the peer's address; later packets from elsewhere are ignored (a
-        stray or spoofed stream would otherwise restart the jitter buffer)."""
-        neg = self._negotiation
-        if neg is None:
+        """Symmetric-RTP latching (:class:`~.addresses.RtpLatch`): the first packet of a
+        negotiated payload type from the caller fixes the peer's address; later packets
+        from elsewhere are ignored (a stray or spoofed stream would otherwise restart the
+        jitter buffer, or redirect our audio)."""
+        neg, latch = self._negotiation, self._latch
+        if neg is None or latch is None:
             return False
-        if self._latched is None:
-            if source[0] != neg.remote_host or payload_type not in (
-                    neg.payload_type, neg.telephone_event):
-                return False
-            self._latched = source
-        return source == self._latched
+        return latch.accept(source, may_latch=payload_type in (neg.payload_type,
+                                                                 neg.telephone_event))
 
     def _play_out(self, now: float) -> None:
         """Move what the jitter buffer releases into the input channel, decoded."""
@@ -310,7 +325,7 @@ class RtpStream:
 
     def _send_frame(self, frame: AudioFrame, starts_talkspurt: bool) -> None:
         """Sink of the paced output: runs at each 20 ms frame's playout time."""
-        if self._sender is None or self._remote is None or self._closed:
+        if self._sender is None or self._latch is None or self._closed:
             return
         now = self._clock.now()
         if (starts_talkspurt or self._last_send is None
@@ -332,7 +347,8 @@ class RtpStream:
             self._loud_out += 1
         payload = g711.encode(self._sender.payload_type, pcm)
         try:
-            self._transport.sendto(self._sender.next_packet(payload).to_bytes(), self._remote)
+            self._transport.sendto(self._sender.next_packet(payload).to_bytes(),
+                                   self._latch.destination)
         except OSError:
             self._send_errors += 1
 

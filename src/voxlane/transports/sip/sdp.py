@@ -3,7 +3,7 @@
 Typical use by the UAS::
 
     offer = parse_sdp(invite.body)           # SdpParseError on a malformed body
-    chosen = negotiate(offer)                # NoCommonCodecError → answer 488
+    chosen = negotiate(offer)                # SdpNotAcceptableError → answer 488
     body = build_answer(chosen, local_ip="203.0.113.5", local_port=40000, session_id=sid)
     # send RTP to (chosen.remote_host, chosen.remote_port) with chosen.payload_type
 
@@ -12,6 +12,13 @@ telephone-event/8000 when offered. The first offered codec we support wins (the 
 lists codecs in preference order, §5.1 of RFC 3264). Only RTP/AVP and RTP/AVPF audio
 streams are usable (no SRTP); every other m-line is rejected in the answer with port 0,
 keeping the m-line count and order as §6 requires.
+
+Connection addresses are kept as written (RFC 4566 allows a hostname there), but a
+negotiation only ever carries an IP literal: :func:`media_hosts` lists the addresses an
+offer could make us send to, so the endpoint can refuse an offer with an unusable one
+before anyone sees it (:func:`~.addresses.media_address_problem`), and :func:`negotiate`
+raises :class:`MediaAddressError` rather than return a hostname. Nothing here resolves a
+name.
 """
 
 from __future__ import annotations
@@ -20,13 +27,15 @@ import re
 from dataclasses import dataclass, field
 from dataclasses import replace as _replace
 
-from .errors import NoCommonCodecError, SdpParseError
+from .addresses import ip_literal, media_address_problem
+from .errors import MediaAddressError, NoCommonCodecError, SdpParseError
 
 __all__ = [
     "AudioNegotiation",
     "SdpMedia",
     "SessionDescription",
     "build_answer",
+    "media_hosts",
     "negotiate",
     "parse_sdp",
 ]
@@ -175,13 +184,14 @@ def negotiate(
     """Pick the first usable audio stream and the offerer's first codec among ``codecs``.
 
     Raises :class:`NoCommonCodecError` when no audio m-line offers PCMU/PCMA at 8 kHz
-    over RTP/AVP(F) with a connection address; the caller should answer 488.
+    over RTP/AVP(F) with a connection address, :class:`MediaAddressError` when the chosen
+    stream's address is not a usable IP literal; the caller should answer 488 to either
+    (both are :class:`~.errors.SdpNotAcceptableError`). ``remote_host`` of the result is
+    an IP literal in canonical form.
     """
     wanted = {c.upper() for c in codecs}
     for index, media in enumerate(offer.media):
-        host = media.connection or offer.connection
-        if media.media != "audio" or media.port == 0 or media.proto not in _USABLE_PROTOS:
-            continue
+        host = _media_host(offer, media)
         if host is None:
             continue
         for fmt in media.formats:
@@ -201,10 +211,14 @@ def negotiate(
                     ),
                     None,
                 )
+            problem = media_address_problem(host)
+            remote_host = ip_literal(host)
+            if problem is not None or remote_host is None:
+                raise MediaAddressError(f"media address {host[:60]!r} {problem}")
             return AudioNegotiation(
                 payload_type=pt,
                 encoding=encoding[0],
-                remote_host=host,
+                remote_host=remote_host,
                 remote_port=media.port,
                 media_index=index,
                 offer_media=offer.media,
@@ -213,6 +227,20 @@ def negotiate(
             )
     offered = [f"{m.media} {m.proto} {' '.join(m.formats)}" for m in offer.media]
     raise NoCommonCodecError(f"no PCMU/PCMA 8 kHz RTP/AVP audio stream in offer: {offered}")
+
+
+def _media_host(offer: SessionDescription, media: SdpMedia) -> str | None:
+    """The connection address of a stream :func:`negotiate` could pick, else None."""
+    if media.media != "audio" or media.port == 0 or media.proto not in _USABLE_PROTOS:
+        return None
+    return media.connection or offer.connection
+
+
+def media_hosts(offer: SessionDescription) -> list[str]:
+    """The connection addresses of the offer's usable audio streams, as written: every
+    address a negotiation of this offer could send RTP to."""
+    hosts = (_media_host(offer, media) for media in offer.media)
+    return [host for host in hosts if host is not None]
 
 
 def _format_pts(media: SdpMedia) -> list[int]:

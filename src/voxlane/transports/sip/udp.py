@@ -9,7 +9,10 @@ Everything SIP decides happens in the pure core; this module only carries it out
   ``core.handle_timeout``.
 
 The listener never dies on input: the core never raises, and anything raised past it (an
-``on_event`` bug, a send error) is contained and counted in ``errors``.
+``on_event`` bug, a send error) is contained and counted in ``errors``. Nor does it ever
+block the loop on a resolver: the core addresses every datagram to an IP literal, and
+:meth:`SipSignaling.pump` drops (and counts in ``errors``) one that is not, rather than
+let ``sendto`` look a hostname up.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from collections.abc import Callable
 
 from voxlane.aio.clock import DEFAULT_CLOCK, Clock
 
+from .addresses import ip_literal
 from .common import Address
 from .dialog import DialogNotification
 from .endpoint import SipEndpointCore
@@ -97,8 +101,13 @@ class SipSignaling:
             return
         try:
             for data, addr in self._core.datagrams_to_send():
-                if not self._closed:
-                    self._transport.sendto(data, addr)
+                if self._closed:
+                    continue
+                if ip_literal(addr[0]) is None:  # sendto would resolve it, blocking the loop
+                    self.errors += 1
+                    log.error("SIP datagram to %r dropped: not an IP address", addr[0][:80])
+                    continue
+                self._transport.sendto(data, addr)
             if self._on_event is not None:
                 for event in self._core.events_received():
                     try:
