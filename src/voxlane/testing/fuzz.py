@@ -212,18 +212,26 @@ class Mutator:
         return data[: m.start()] + value + data[m.end() :]
 
 
-def case(corpus: Sequence[bytes], seed: int, index: int) -> FuzzCase:
+MutatorFactory = Callable[[int, Sequence[bytes]], Mutator]
+
+
+def case(
+    corpus: Sequence[bytes], seed: int, index: int, mutator_type: MutatorFactory = Mutator
+) -> FuzzCase:
     """Case ``index`` of the campaign ``(corpus, seed)``: a mutated corpus item, or (one
-    case in sixteen) plain garbage."""
+    case in sixteen) plain garbage. ``mutator_type`` adds protocol-aware mutations (a
+    :class:`Mutator` subclass taking ``(seed, corpus)``)."""
     if not corpus:
         raise ValueError("fuzzing needs a non-empty corpus")
-    mutator = Mutator(seed * 1_000_003 + index, corpus)
+    mutator = mutator_type(seed * 1_000_003 + index, corpus)
     if mutator.rng.randrange(16) == 0:
         return FuzzCase(index, mutator.garbage())
     return FuzzCase(index, mutator.mutate(mutator.rng.choice(corpus)))
 
 
-def fuzz_cases(corpus: Sequence[bytes], seed: int, count: int) -> Iterator[FuzzCase]:
+def fuzz_cases(
+    corpus: Sequence[bytes], seed: int, count: int, mutator_type: MutatorFactory = Mutator
+) -> Iterator[FuzzCase]:
     """Cases ``0 .. count-1`` of the campaign ``(corpus, seed)``."""
     for index in range(count):
-        yield case(corpus, seed, index)
+        yield case(corpus, seed, index, mutator_type)

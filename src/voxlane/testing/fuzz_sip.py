@@ -28,9 +28,10 @@ import itertools
 import re
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from voxlane.testing.fuzz import FuzzCase, FuzzFailure, FuzzReport, Mutator
+from voxlane.testing.fuzz import case as fuzz_case
 from voxlane.transports.sip.addresses import ip_literal
 from voxlane.transports.sip.common import Address, DialogConfig
 from voxlane.transports.sip.dialog import (
@@ -185,7 +186,7 @@ class SipMutator(Mutator):
     """:class:`~voxlane.testing.fuzz.Mutator` plus SIP/SDP-aware mutations (module
     docstring); deterministic for its seed."""
 
-    def __init__(self, seed: int, corpus: tuple[bytes, ...] = SIP_CORPUS) -> None:
+    def __init__(self, seed: int, corpus: Sequence[bytes] = SIP_CORPUS) -> None:
         super().__init__(seed, corpus)
         self._ops += [
             self._duplicate_header,
@@ -305,10 +306,7 @@ class SipMutator(Mutator):
 def sip_case(seed: int, index: int) -> FuzzCase:
     """Case ``index`` of the SIP campaign ``seed`` (as :func:`voxlane.testing.fuzz.case`
     derives its cases, with :class:`SipMutator`)."""
-    mutator = SipMutator(seed * 1_000_003 + index)
-    if mutator.rng.randrange(16) == 0:
-        return FuzzCase(index, mutator.garbage())
-    return FuzzCase(index, mutator.mutate(mutator.rng.choice(SIP_CORPUS)))
+    return fuzz_case(SIP_CORPUS, seed, index, SipMutator)
 
 
 def sip_cases(seed: int, count: int) -> Iterator[FuzzCase]:
