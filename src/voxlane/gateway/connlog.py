@@ -9,7 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["ConnectionRecord"]
+__all__ = ["MAX_LISTED", "ConnectionRecord"]
+
+#: Entries kept in each list of a record: a client sending a million bad frames must not
+#: grow the server's memory (later ones are only counted, in ``*_dropped``).
+MAX_LISTED = 1000
 
 
 @dataclass(slots=True)
@@ -34,3 +38,19 @@ class ConnectionRecord:
     #: Why the connection ended (``client_close``, ``idle_timeout``, ``peer_gone``, ...).
     close_reason: str | None = None
     close_code: int | None = None
+    messages_dropped: int = 0
+    errors_dropped: int = 0
+
+    def note_message(self, label: str) -> None:
+        """Record one client text message (bounded: see :data:`MAX_LISTED`)."""
+        if len(self.messages) < MAX_LISTED:
+            self.messages.append(label)
+        else:
+            self.messages_dropped += 1
+
+    def note_error(self, code: int) -> None:
+        """Record one error code sent (bounded: see :data:`MAX_LISTED`)."""
+        if len(self.errors_sent) < MAX_LISTED:
+            self.errors_sent.append(int(code))
+        else:
+            self.errors_dropped += 1

@@ -36,7 +36,7 @@ from voxlane.gateway.engines import SttEngine, make_stt_engine
 from voxlane.gateway.engines.procpool import ProcessPoolEngine
 from voxlane.gateway.faults import FaultPlan
 from voxlane.gateway.stt_session import SessionLimits, SttConnection
-from voxlane.gateway.tts_session import TtsConnection
+from voxlane.gateway.tts_session import TtsConnection, TtsLimits
 
 __all__ = [
     "GatewayConfig",
@@ -85,7 +85,8 @@ class GatewayConfig:
     stt_engine: str | SttEngine = "pocketsphinx"
     max_sessions: int = 8
     max_frame_bytes: int = p.DEFAULT_MAX_FRAME_BYTES
-    #: Deadline of one outgoing event; a client that does not read is aborted.
+    #: Deadline of one outgoing frame: a client that does not read for this long is a
+    #: slow consumer (error 2014, close 1008 "client too slow").
     send_timeout_s: float = 5.0
     #: Budget of one connection's close (drain, final event, closing handshake).
     close_timeout_s: float = 2.0
@@ -179,6 +180,11 @@ class GatewayServer:
             close_timeout_s=config.close_timeout_s,
             queue_frames=config.queue_frames,
             queue_timeout_s=config.queue_timeout_s,
+        )
+        self._tts_limits = TtsLimits(
+            idle_timeout_s=config.idle_timeout_s,
+            send_timeout_s=config.send_timeout_s,
+            close_timeout_s=config.close_timeout_s,
         )
 
     # ---------------------------------------------------------------- public
@@ -347,8 +353,7 @@ class GatewayServer:
             conn,
             record,
             executor=self._executor,
-            send_timeout_s=self._config.send_timeout_s,
-            close_timeout_s=self._config.close_timeout_s,
+            limits=self._tts_limits,
             on_done=self._forget,
         )
         self._live[session] = asyncio.current_task()
