@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from gateway_helpers import API_KEY, HEADERS, gateway, run
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 #: About 40 s of speech: 3.8 MB at 48 kHz, more than loopback socket buffers hold.
 LONG_TEXT = "This sentence is spoken again and again so that the reply is long. " * 12
@@ -202,6 +202,30 @@ def test_idle_tts_connections_are_closed_with_2007() -> None:
                     ws.transport.abort()
             await wait_no_connections(server)
             assert {r.close_reason for r in server.connection_log} == {"idle_timeout"}
+
+    run(main())
+
+
+def test_tts_connections_are_capped_and_a_freed_slot_is_reusable() -> None:
+    async def main() -> None:
+        async with gateway(max_tts_sessions=2) as server:
+            first = await connect(server.tts_url, additional_headers=HEADERS, open_timeout=5)
+            second = await connect(server.tts_url, additional_headers=HEADERS, open_timeout=5)
+            try:
+                with pytest.raises(InvalidStatus) as refused:
+                    await connect(server.tts_url, additional_headers=HEADERS, open_timeout=5)
+                assert refused.value.response.status_code == 503
+                assert refused.value.response.headers["Retry-After"] == "1"
+                # STT is not counted against the TTS cap.
+                async with connect(server.stt_url, additional_headers=HEADERS, open_timeout=5):
+                    pass
+                await first.close()
+                await asyncio.sleep(0.05)
+                await served(server.tts_url)
+            finally:
+                for ws in (first, second):
+                    ws.transport.abort()
+            await wait_no_connections(server)
 
     run(main())
 

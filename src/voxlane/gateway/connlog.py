@@ -22,9 +22,13 @@ class ConnectionRecord:
 
     conn_id: int
     remote_port: int | None
+    #: The request path as logged: a known route (``/v1/stt``, ``/v1/tts``) or
+    #: ``"<other path>"``, and ``"?<redacted>"`` when the request had a query string (it may
+    #: carry a key): what a client sends outside the ``Authorization`` header is never kept.
     path: str
     opened_at: float
-    #: HTTP status of the handshake: 101 (websocket), 401, 404 or 503.
+    remote_host: str | None = None
+    #: HTTP status of the handshake: 101 (websocket), 400, 401, 404, 429 or 503.
     http_status: int = 0
     closed_at: float | None = None
     session_ids: list[str] = field(default_factory=list)
