@@ -244,3 +244,14 @@ def test_tts_session_close_answers_session_closed_and_close_1000() -> None:
             assert ws.close_code == 1000 and ws.close_reason == "session closed"
 
     run(main())
+
+
+def test_espeak_text_that_looks_like_an_option_is_spoken_not_obeyed() -> None:
+    from voxlane.gateway.tts_engines import EspeakEngine
+
+    engine = EspeakEngine()
+    engine.load()
+    # Before the fix espeak-ng took this as "-f FILE" (read the text from a file): here a
+    # missing one, so it failed; "-f/etc/hostname" spoke the machine's host name.
+    audio = b"".join(engine.synthesize("-f/no/such/file"))
+    assert len(audio) / 2 / engine.sample_rate > 0.5
