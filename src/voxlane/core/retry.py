@@ -10,6 +10,11 @@ A network provider's reconnect loop strings these together:
 3. :class:`RetryBudget` allows at most ``max_attempts`` consecutive failed attempts and refills
    on proven progress: a final transcript, or a connection that stayed healthy for longer than
    ``healthy_after`` seconds.
+
+The loop waits out each delay in full: only the end of input (or the stream's close) cuts
+it short, and then the next decision is STOP. New audio never does (it waits in the
+provider's bounded buffer for the next connection): a loop woken by every frame would spend
+its whole budget within a few frame times of an outage.
 """
 
 from __future__ import annotations

@@ -108,6 +108,9 @@ class GatewayConfig:
     queue_timeout_s: float = 5.0
     #: Deadline of loading the engine's model at start.
     load_timeout_s: float = 120.0
+    #: Deadline of the engine starting one session (else error 2011); a recognizer that
+    #: arrives later is released at once.
+    create_timeout_s: float = 10.0
     #: Engine threads shared by all sessions (each session uses one at a time).
     engine_threads: int = 4
     #: Worker processes hosting the recognizers (0: threads of this process). pocketsphinx
@@ -217,6 +220,7 @@ class GatewayServer:
             close_timeout_s=config.close_timeout_s,
             queue_frames=config.queue_frames,
             queue_timeout_s=config.queue_timeout_s,
+            create_timeout_s=config.create_timeout_s,
         )
         self._tts_limits = TtsLimits(
             idle_timeout_s=config.idle_timeout_s,

@@ -20,7 +20,7 @@ import itertools
 import logging
 import threading
 from collections.abc import Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from typing import Any, ParamSpec, Protocol, TypeVar
 
@@ -234,7 +234,10 @@ class SttConnection:
         starter = asyncio.ensure_future(self._in_executor(self._engine.new_recognizer, settings))
         # Bounded: a saturated or stuck engine must not hold the reader forever.
         if await wait_pending({starter}, self._loop.time() + self._limits.create_timeout_s):
-            starter.cancel()
+            # Not cancelled: the engine call goes on in its thread regardless, and the
+            # recognizer it returns holds pooled resources (a decoder, a worker's session
+            # count). It is released when it arrives, instead of being lost with the future.
+            starter.add_done_callback(self._release_late_recognizer)
             _log.error("conn %d: engine did not start a session in time", self._record.conn_id)
             self._close_with(rules.ENGINE_FAILED)
             return
@@ -274,6 +277,24 @@ class SttConnection:
         if self._faults.send_garbage:
             for frame in GARBAGE_FRAMES:
                 await self._send_raw(frame)
+
+    def _release_late_recognizer(self, starter: asyncio.Future[Recognizer]) -> None:
+        """Close a recognizer that the engine produced after the session gave up on it."""
+        if starter.cancelled() or starter.exception() is not None:
+            return
+        rec = starter.result()
+        try:
+            closer = self._executor.submit(rec.close)
+        except RuntimeError:  # executor already shut down (server closed past us)
+            _log.warning("conn %d: late recognizer left unreleased", self._record.conn_id)
+            return
+        conn_id = self._record.conn_id
+
+        def report(done: Future[None]) -> None:
+            if done.exception() is not None:
+                _log.warning("conn %d: late recognizer close failed", conn_id)
+
+        closer.add_done_callback(report)
 
     async def _on_audio(self, data: bytes) -> None:
         self._record.audio_frames += 1

@@ -10,7 +10,15 @@ resource ledger while it is open. Reconnects follow the pure policy in ``core.re
   next connection is made lazily, when the next audio frame arrives;
 * authentication refused, unsupported settings → fatal: iteration raises a ProviderError
   with a clear message, the session decides (it closes with reason ``error``);
+* ``session.closed`` the stream did not ask for (the gateway shutting down) while live →
+  like a reset: retry after a backoff;
 * after ``end_input()`` or ``aclose()`` → never reconnect (DESIGN I5).
+
+Audio during a reconnect: a backoff lasts its full delay, whatever the caller says
+meanwhile; only ``end_input()``/``aclose()`` cut it short (and then nothing is reconnected).
+Frames pushed while there is no connection (backoff, connecting, idle) wait in a bounded
+buffer (``audio_buffer_s``: the newest 5 s of 20 ms frames by default, older frames dropped
+and counted in ``stats.frames_dropped``) and are sent, in order, on the next connection.
 
 ``aclose()`` flushes (``session.finalize`` if audio was sent), sends ``session.close``, waits
 for ``session.closed`` until its deadline, closes the socket; cancelled or failing, it still
@@ -89,7 +97,8 @@ class GatewaySTTOptions:
     max_retries: int = 3
     backoff: Backoff = field(default_factory=Backoff)
     audio_buffer_s: float = 5.0
-    """Audio kept while (re)connecting; older frames are dropped beyond it."""
+    """Audio kept while (re)connecting, in 20 ms frames (a longer frame is cut in pieces of
+    up to 0.5 s, each counted as one frame); older frames are dropped beyond it."""
 
 
 class GatewaySTT(STT):
@@ -110,6 +119,7 @@ class GatewaySTT(STT):
         close_timeout: float = 2.0,
         max_retries: int = 3,
         backoff: Backoff | None = None,
+        audio_buffer_s: float = 5.0,
         label: str = "gateway-stt",
         clock: Clock = DEFAULT_CLOCK,
         rand: Callable[[], float] = random.random,
@@ -124,6 +134,7 @@ class GatewaySTT(STT):
             close_timeout=close_timeout,
             max_retries=max_retries,
             backoff=backoff or Backoff(),
+            audio_buffer_s=audio_buffer_s,
         )
         self._clock = clock
         self._rand = rand
@@ -170,7 +181,11 @@ class GatewaySTTStream(STTStream):
             max(2, round(options.audio_buffer_s / 0.02)), overflow="drop_oldest"
         )
         self._events: BoundedChannel[SpeechEvent | _Done | ProviderError] = BoundedChannel(1024)
-        self._wake = asyncio.Event()
+        # Two wake-ups, on purpose: audio wakes only an IDLE stream (lazy reconnect); a
+        # backoff waits for its deadline or the end of input, never for audio (a caller who
+        # keeps talking must not turn the backoff schedule into a burst of reconnects).
+        self._audio_or_end = asyncio.Event()  # set by push_frame and end_input
+        self._input_done = asyncio.Event()  # set by end_input (aclose and abort too)
         self._input_ended = False
         self._ws: ClientConnection | None = None
         self._owner = TaskOwner(f"{label}-stream", clock=clock)
@@ -187,7 +202,7 @@ class GatewaySTTStream(STTStream):
         for i in range(0, len(frame.data), step):
             self._audio.send_nowait(frame.data[i : i + step])
         self.stats.frames_dropped = self._audio.statistics().dropped
-        self._wake.set()
+        self._audio_or_end.set()
 
     def end_input(self) -> None:
         """Flush what was said as a final transcript, then end; never reconnect after."""
@@ -195,7 +210,8 @@ class GatewaySTTStream(STTStream):
             return
         self._input_ended = True
         self._audio.close()
-        self._wake.set()
+        self._input_done.set()
+        self._audio_or_end.set()
 
     async def __anext__(self) -> SpeechEvent:
         try:
@@ -254,10 +270,12 @@ class GatewaySTTStream(STTStream):
                 self._note_reconnect("retry")
                 self.state = StreamState.BACKOFF
                 delay = self._opts.backoff.delay(self._budget.used, self._rand())
-                # Sleep, but wake at once if input ends: nothing is reconnected after that.
-                self._wake.clear()
+                # The full delay, cut short only by the end of input (audio meanwhile waits
+                # in the bounded buffer); after that nothing is reconnected (I5).
                 now = self._clock.now()
-                await wait_event(self._wake, now + delay, now)
+                await wait_event(self._input_done, now + delay, now)
+                if not self.live:
+                    break
         finally:
             self.state = StreamState.CLOSED
             if not self._events.closed:
@@ -267,8 +285,10 @@ class GatewaySTTStream(STTStream):
         """Idle: wait for the next audio frame (True) or the end of input (False)."""
         self.state = StreamState.IDLE
         while len(self._audio) == 0 and self.live:
-            self._wake.clear()
-            await self._wake.wait()
+            self._audio_or_end.clear()
+            # Unbounded on purpose: a caller may stay silent for the whole call; audio,
+            # the end of input or the stream's close (which cancels us) ends it.
+            await self._audio_or_end.wait()
         return len(self._audio) > 0 and self.live
 
     async def _session_once(self) -> Failure | None:
@@ -327,8 +347,14 @@ class GatewaySTTStream(STTStream):
                 continue
             self._budget.check_healthy(self._clock.now())
             failure = await self._handle(ws, event)
-            if failure is not None or isinstance(event, p.SessionClosed):
+            if failure is not None:
                 return failure
+            if isinstance(event, p.SessionClosed):
+                if self._input_ended:
+                    return None  # the answer to our session.close: done
+                # Unasked, while the caller still talks: the gateway is shutting down or
+                # restarting. A lost connection, not the end of the stream's input.
+                return Failure(FailureKind.RESET, "gateway ended the session while input was live")
         if self._input_ended:
             return None  # closed after our session.close: done
         return Failure(FailureKind.RESET, "server closed the connection without session.closed")
@@ -399,6 +425,8 @@ class GatewaySTTStream(STTStream):
     def _abort_impl(self) -> None:
         self._input_ended = True
         self._audio.close()
+        self._input_done.set()
+        self._audio_or_end.set()
         for task in self._owner.live:
             task.cancel()
         if self._ws is not None:

@@ -3,6 +3,11 @@
 Everything here is synchronous and may block (model inference): the server calls it from
 a worker thread, one call at a time per recognizer. A recognizer is never used by two
 threads at once; an engine (and its shared model) may be used by many recognizers.
+
+Per-session resources an engine reuses across sessions (pocketsphinx decoders, worker
+processes) go back through a pool that resets them on return and discards those that do
+not reset (:mod:`voxlane.gateway.engines.pool`): however a session ends (finalized, cut
+mid-utterance, failed in the middle of a feed), the next session starts from a clean state.
 """
 
 from __future__ import annotations
@@ -53,7 +58,12 @@ class Recognizer(Protocol):
         ...
 
     def close(self) -> None:
-        """Release the recognizer (return pooled resources). Idempotent."""
+        """Release the recognizer, whatever state it is in (mid-utterance included).
+
+        Pooled resources go back reset, or are discarded. Idempotent; never raises for
+        a recognizer in a bad state. After close, ``feed`` and ``finalize`` raise
+        EngineError (the resources may already serve another session).
+        """
         ...
 
 
@@ -87,6 +97,7 @@ class SegmentedRecognizer(abc.ABC):
         self._closed = False
 
     def feed(self, pcm16: bytes) -> list[SpeechEvent]:
+        self._check_open()
         samples = np.frombuffer(pcm16, dtype="<i2")
         out: list[SpeechEvent] = []
         for seg in self._endpointer.process(samples):
@@ -104,6 +115,7 @@ class SegmentedRecognizer(abc.ABC):
         return out
 
     def finalize(self) -> list[SpeechEvent]:
+        self._check_open()
         end = self._endpointer.flush()
         if end is None:
             return []
@@ -117,6 +129,12 @@ class SegmentedRecognizer(abc.ABC):
             out.append(FinalTranscript(text, start_sample / rate, end_sample / rate))
         out.append(EndOfSpeech())
         return out
+
+    def _check_open(self) -> None:
+        # A closed recognizer's decoder may already be back in the pool, serving another
+        # session: touching it from here would corrupt (or crash) that session.
+        if self._closed:
+            raise EngineError("recognizer is closed")
 
     def close(self) -> None:
         if not self._closed:
@@ -134,4 +152,6 @@ class SegmentedRecognizer(abc.ABC):
 
     @abc.abstractmethod
     def _release(self) -> None:
-        """Free per-session resources."""
+        """Free per-session resources (pooled ones go back through their pool's reset).
+
+        Called once, whatever state the utterance is in; must not raise."""

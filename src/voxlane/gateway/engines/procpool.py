@@ -10,26 +10,50 @@ session ends with 2011) instead of blocking a thread forever.
 Worker processes are started by ``load()`` (spawned, daemonic) and live as long as the
 engine object; ``close()`` stops them. Calls to one worker are serialized by a lock (the
 worker is single-threaded anyway).
+
+A worker goes back to the pool clean or is replaced: a session's close makes the worker
+close (and so reset, through the hosted engine's own pool) that session's recognizer. A
+worker that cannot do that cleanly is not trusted with new sessions:
+
+* dead, or a call timed out (killed): replaced at the next ``new_recognizer``;
+* alive but its close failed (the hosted engine broke its "close never raises" contract,
+  its state is unknown): *retired* — no new session is pinned to it, a fresh worker takes
+  its place at the next ``new_recognizer``, and it is stopped when its last session ends.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import multiprocessing as mp
 import threading
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
-from voxlane.gateway.engines.base import EngineError, Recognizer, SpeechEvent
+from voxlane.gateway.engines.base import EngineError, Recognizer, SpeechEvent, SttEngine
 from voxlane.gateway.protocol import ProtocolViolation, SessionSettings
 
-__all__ = ["ProcessPoolEngine"]
+__all__ = ["EngineFactory", "ProcessPoolEngine"]
+
+_log = logging.getLogger("voxlane.gateway")
 
 
-def _worker_main(conn: Connection, engine_name: str) -> None:  # pragma: no cover - child
+#: Builds the hosted engine in the worker, from its name. Must be picklable (a module-level
+#: function): it is sent to the spawned process.
+EngineFactory = Callable[[str], SttEngine]
+
+
+def _make_engine(engine_name: str) -> SttEngine:  # pragma: no cover - child
     from voxlane.gateway.engines import make_stt_engine
 
-    engine = make_stt_engine(engine_name)
+    return make_stt_engine(engine_name)
+
+
+def _worker_main(  # pragma: no cover - child
+    conn: Connection, engine_name: str, factory: EngineFactory
+) -> None:
+    engine = factory(engine_name)
     recognizers: dict[int, Recognizer] = {}
     while True:
         try:
@@ -65,18 +89,40 @@ def _worker_main(conn: Connection, engine_name: str) -> None:  # pragma: no cove
             conn.send(("ok", result))
 
 
+class _WorkerReportedError(EngineError):
+    """The worker answered, with a failure (it is alive; its state may not be clean)."""
+
+
 class _Worker:
-    def __init__(self, engine_name: str, ctx: Any) -> None:
+    def __init__(self, engine_name: str, ctx: Any, factory: EngineFactory) -> None:
         parent, child = ctx.Pipe()
         self.conn: Connection = parent
         self.proc = ctx.Process(
-            target=_worker_main, args=(child, engine_name), daemon=True,
+            target=_worker_main,
+            args=(child, engine_name, factory),
+            daemon=True,
             name=f"voxlane-{engine_name}-worker",
         )
         self.proc.start()
         child.close()
         self.lock = threading.Lock()
+        # Guarded by the pool's lock:
         self.sessions = 0
+        #: No new sessions: replaced at the next new_recognizer, stopped once unused.
+        self.retiring = False
+
+    def stop(self, timeout: float) -> None:
+        """End the process: ``stop`` asked within ``timeout``, then killed. Bounded."""
+        if self.proc.is_alive():
+            try:
+                self.call("stop", 0, None, timeout)
+            except EngineError:
+                pass
+            self.proc.join(timeout)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join(1.0)
+        self.conn.close()
 
     def call(self, op: str, rid: int, arg: Any, timeout: float) -> Any:
         with self.lock:
@@ -97,7 +143,7 @@ class _Worker:
 
             code, message = value
             raise ProtocolViolation(ErrorCode(code), message)
-        raise EngineError(f"engine worker failed: {value}")
+        raise _WorkerReportedError(f"engine worker failed: {value}")
 
 
 class _RemoteRecognizer:
@@ -119,8 +165,13 @@ class _RemoteRecognizer:
         self._closed = True
         try:
             self._worker.call("close", self._rid, None, self._pool.call_timeout_s)
+        except _WorkerReportedError as exc:
+            # The hosted recognizer did not release cleanly: the worker is not trusted
+            # with another session.
+            _log.warning("engine worker %s retired: %s", self._worker.proc.pid, exc)
+            self._pool.retire(self._worker)
         except EngineError:
-            pass  # the worker is gone: nothing left to release
+            pass  # the worker is gone (or killed on a timeout): it is replaced anyway
         finally:
             self._pool.release(self._worker)
 
@@ -128,14 +179,26 @@ class _RemoteRecognizer:
 class ProcessPoolEngine:
     """An :class:`SttEngine` whose recognizers live in ``processes`` worker processes."""
 
-    def __init__(self, engine_name: str, *, processes: int, call_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        engine_name: str,
+        *,
+        processes: int,
+        call_timeout_s: float = 10.0,
+        factory: EngineFactory = _make_engine,
+    ) -> None:
+        """``factory(engine_name)`` builds the engine in each worker (default: the engine
+        of that name); it must be a picklable module-level function."""
         if processes < 1:
             raise ValueError("processes must be >= 1")
         self.name = engine_name
         self.call_timeout_s = call_timeout_s
         self._engine_name = engine_name
+        self._factory = factory
         self._processes = processes
         self._workers: list[_Worker] = []
+        # Replaced workers that still serve sessions; stopped by their last release.
+        self._retired: list[_Worker] = []
         self._lock = threading.Lock()
         self._revive_lock = threading.Lock()
         self._ids = itertools.count(1)
@@ -146,19 +209,23 @@ class ProcessPoolEngine:
             if self._workers:
                 return
             ctx = mp.get_context("spawn")  # no fork of a process with threads and a loop
-            workers = [_Worker(self._engine_name, ctx) for _ in range(self._processes)]
+            workers = [
+                _Worker(self._engine_name, ctx, self._factory) for _ in range(self._processes)
+            ]
             self._workers = workers
         for worker in workers:
             # Model loading is slow (whisper) but bounded: 120 s per worker.
             worker.call("load", 0, None, 120.0)
 
     def _revive(self) -> None:
-        """Replace dead workers (a crash, a kill, a timed-out call) with fresh ones."""
+        """Replace dead workers (a crash, a kill, a timed-out call) and retiring ones."""
         with self._revive_lock:
             with self._lock:
-                dead = [i for i, w in enumerate(self._workers) if not w.proc.is_alive()]
-            for i in dead:
-                fresh = _Worker(self._engine_name, mp.get_context("spawn"))
+                stale = [
+                    i for i, w in enumerate(self._workers) if w.retiring or not w.proc.is_alive()
+                ]
+            for i in stale:
+                fresh = _Worker(self._engine_name, mp.get_context("spawn"), self._factory)
                 try:
                     fresh.call("load", 0, None, 120.0)
                 except EngineError:
@@ -169,13 +236,18 @@ class ProcessPoolEngine:
                         fresh.proc.kill()
                         return
                     old, self._workers[i] = self._workers[i], fresh
-                old.conn.close()
+                    old.retiring = True
+                    unused = old.sessions == 0
+                    if not unused:
+                        self._retired.append(old)
+                if unused:
+                    old.stop(1.0)
 
     def new_recognizer(self, settings: SessionSettings) -> Recognizer:
         self.load()
         self._revive()
         with self._lock:
-            alive = [w for w in self._workers if w.proc.is_alive()]
+            alive = [w for w in self._workers if w.proc.is_alive() and not w.retiring]
             if not alive:
                 raise EngineError("no engine worker is alive")
             worker = min(alive, key=lambda w: w.sessions)
@@ -189,25 +261,35 @@ class ProcessPoolEngine:
         return _RemoteRecognizer(self, worker, rid)
 
     def worker_pids(self) -> list[int]:
-        """PIDs of the live worker processes (for supervision and tests)."""
+        """PIDs of the worker processes in the pool (for supervision and tests)."""
         with self._lock:
             return [w.proc.pid for w in self._workers if w.proc.pid is not None]
 
+    def retired_worker_pids(self) -> list[int]:
+        """PIDs of replaced workers still serving their last sessions."""
+        with self._lock:
+            return [w.proc.pid for w in self._retired if w.proc.pid is not None]
+
+    def retire(self, worker: _Worker) -> None:
+        """Pin no new session to ``worker``; it is replaced and stopped once unused."""
+        with self._lock:
+            worker.retiring = True
+
     def release(self, worker: _Worker) -> None:
+        """A session of ``worker`` ended (its recognizer closed or abandoned)."""
         with self._lock:
             worker.sessions -= 1
+            stop = worker.sessions == 0 and worker in self._retired
+            if stop:
+                self._retired.remove(worker)
+        if stop:
+            worker.stop(1.0)
 
     def close(self) -> None:
         """Stop every worker (bounded: 2 s each, then killed). Idempotent."""
         with self._lock:
             workers, self._workers = self._workers, []
+            workers += self._retired
+            self._retired = []
         for worker in workers:
-            try:
-                worker.call("stop", 0, None, 2.0)
-            except EngineError:
-                pass
-            worker.proc.join(2.0)
-            if worker.proc.is_alive():
-                worker.proc.kill()
-                worker.proc.join(1.0)
-            worker.conn.close()
+            worker.stop(2.0)

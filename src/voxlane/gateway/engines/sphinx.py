@@ -1,15 +1,18 @@
 """PocketSphinx engine: streaming decode with interims; optional exact phrase grammar.
 
 The pocketsphinx wheel ships its US English model. A ``Decoder`` takes ~0.3 s to load, so
-decoders are pooled per process: a finished session returns its decoder to the pool and
-the next session reuses it (the model is loaded once per concurrent session, not per
-session).
+decoders are pooled per process (:class:`~voxlane.gateway.engines.pool.ResetPool`): a
+finished session returns its decoder to the pool and the next session reuses it (the model
+is loaded once per concurrent session, not per session). Whatever state the session left
+it in (an utterance still open because the caller hung up mid-sentence, its grammar
+active, its voice's cepstral mean), the decoder is reset on return; one that does not
+reset cleanly is discarded and a fresh one is built for the next session.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
-import threading
 from typing import Any
 
 import numpy as np
@@ -17,6 +20,7 @@ import numpy.typing as npt
 
 from voxlane.gateway.endpointer import frame_dbfs
 from voxlane.gateway.engines.base import EngineError, Recognizer, SegmentedRecognizer
+from voxlane.gateway.engines.pool import PoolStatistics, ResetPool
 from voxlane.gateway.protocol import ErrorCode, ProtocolViolation, SessionSettings
 
 __all__ = ["PocketSphinxEngine"]
@@ -127,7 +131,7 @@ class _Sphinx(SegmentedRecognizer):
         return str(hyp.hypstr).strip() if hyp is not None else ""
 
     def _release(self) -> None:
-        self._engine.release_decoder(self._decoder, self._grammar)
+        self._engine.release_decoder(self._decoder)
 
 
 class PocketSphinxEngine:
@@ -146,9 +150,12 @@ class PocketSphinxEngine:
         """
         self._options = {"loglevel": "FATAL", "fwdflat": False, **decoder_options}
         self._cmn_init: str | None = None
-        self._lock = threading.Lock()
-        self._idle: list[Any] = []
-        self._max_pooled = max_pooled
+        self._pool: ResetPool[Any] = ResetPool(
+            name="pocketsphinx decoder",
+            create=self._new_decoder,
+            reset=self._reset_decoder,
+            max_idle=max_pooled,
+        )
 
     def _new_decoder(self) -> Any:
         try:
@@ -160,41 +167,51 @@ class PocketSphinxEngine:
             self._cmn_init = str(decoder.get_cmn())
         return decoder
 
-    def load(self) -> None:
-        with self._lock:
-            if self._idle:
-                return
-        decoder = self._new_decoder()
-        with self._lock:
-            self._idle.append(decoder)
-
-    def release_decoder(self, decoder: Any, grammar: bool) -> None:
-        """Return a decoder to the pool, with its default language-model search active."""
-        if grammar:
-            decoder.activate_search(_DEFAULT_SEARCH)
+    def _reset_decoder(self, decoder: Any) -> None:
+        """Bring ``decoder`` back to the state of a fresh one, or raise (it is discarded)."""
+        # An utterance left open (a caller who hung up mid-sentence, an engine error in the
+        # middle of a feed) must end: the next session's start_utt would fail, and so
+        # would every later session's. end_utt raises when none is open: the clean case.
+        with contextlib.suppress(RuntimeError):
+            decoder.end_utt()
+        # Back to the language model, in this order: pocketsphinx refuses to switch searches
+        # inside an utterance, and removing the *active* search crashes the process.
+        decoder.activate_search(_DEFAULT_SEARCH)
+        if decoder.current_search() != _DEFAULT_SEARCH:
+            raise EngineError(f"search {decoder.current_search()!r} still active")
+        with contextlib.suppress(KeyError):  # KeyError: the session had no grammar
             decoder.remove_search(_GRAMMAR_SEARCH)
-        with self._lock:
-            if len(self._idle) < self._max_pooled:
-                self._idle.append(decoder)
+        # Proof the next session can start (and the last hypothesis is dropped): an empty
+        # utterance. Costs ~0.1 ms.
+        decoder.start_utt()
+        decoder.end_utt()
+        # Sessions must not inherit each other's voice: back to the generic mean.
+        if self._cmn_init is not None:
+            decoder.set_cmn(self._cmn_init)
+
+    def load(self) -> None:
+        self._pool.preload()
+
+    def release_decoder(self, decoder: Any) -> None:
+        """Return a session's decoder: reset to a fresh state, or discarded. Never raises."""
+        self._pool.release(decoder)
+
+    def pool_statistics(self) -> PoolStatistics:
+        """Counters of the decoder pool (idle, in use, created, discarded)."""
+        return self._pool.statistics()
 
     def new_recognizer(self, settings: SessionSettings) -> Recognizer:
-        with self._lock:
-            decoder = self._idle.pop() if self._idle else None
-        if decoder is None:
-            decoder = self._new_decoder()
+        decoder = self._pool.acquire()
         phrases = (
             frozenset(" ".join(_words(s)) for s in settings.phrases)
             if settings.phrases is not None
             else None
         )
-        # Sessions must not inherit each other's voice: start from the generic mean.
-        if self._cmn_init is not None:
-            decoder.set_cmn(self._cmn_init)
         try:
             if settings.phrases is not None:
                 self._set_grammar(decoder, settings.phrases)
         except BaseException:
-            self.release_decoder(decoder, False)
+            self.release_decoder(decoder)
             raise
         return _Sphinx(self, decoder, phrases)
 
