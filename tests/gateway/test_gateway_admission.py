@@ -48,10 +48,16 @@ def test_failed_handshakes_throttle_one_client_not_another() -> None:
     # Further refusals of the same episode are not "first" (logged at DEBUG).
     assert adm.throttled(A, now + 0.5) == Refused(Refusal.THROTTLED, 1, first=False)
     assert adm.throttled(B, now) is None  # another address is unaffected
-    # One token back after 1 s: one more handshake is judged; failing it throttles again.
+    # One token back after 1 s: one more handshake is judged; failing it throttles again,
+    # in the same episode (not reported again).
     assert adm.throttled(A, now + 1.0) is None
     adm.failed(A, now + 1.0)
-    assert adm.throttled(A, now + 1.0) == Refused(Refusal.THROTTLED, 1, first=True)
+    assert adm.throttled(A, now + 1.0) == Refused(Refusal.THROTTLED, 1, first=False)
+    # Forgiven once the bucket is full again (3 s later); a new episode is reported.
+    assert adm.throttled(A, now + 4.0) is None
+    for _ in range(3):
+        adm.failed(A, now + 4.0)
+    assert adm.throttled(A, now + 4.0) == Refused(Refusal.THROTTLED, 1, first=True)
 
 
 def test_retry_after_is_the_whole_seconds_until_a_token() -> None:

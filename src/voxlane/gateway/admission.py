@@ -148,7 +148,9 @@ class _Client:
 
     def __init__(self, bucket: TokenBucket) -> None:
         self.bucket = bucket
-        self.throttled = False  # a refusal was already reported in this episode
+        # A refusal was reported since the bucket was last full: one report per episode,
+        # however long a client keeps failing at the refill rate.
+        self.throttled = False
 
 
 class Admission:
@@ -172,9 +174,8 @@ class Admission:
         if state is None:
             return None
         if state.bucket.available(now):
-            state.throttled = False
             if state.bucket.full(now):
-                del self._clients[client]  # forgiven: nothing to remember
+                del self._clients[client]  # forgiven: the next episode is reported anew
             return None
         self._refused += 1
         first = not state.throttled

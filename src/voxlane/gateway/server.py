@@ -125,7 +125,14 @@ class GatewayConfig:
             raise ValueError("api_key must be a non-empty string")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be 0..65535, not {self.port}")
-        for name in ("idle_timeout_s", "send_timeout_s", "close_timeout_s", "queue_timeout_s"):
+        for name in (
+            "idle_timeout_s",
+            "send_timeout_s",
+            "close_timeout_s",
+            "queue_timeout_s",
+            "create_timeout_s",
+            "load_timeout_s",
+        ):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a number > 0, not {value}")
