@@ -10,7 +10,7 @@ import struct
 from typing import Any
 
 import pytest
-from gateway_helpers import API_KEY, HEADERS, gateway, run
+from gateway_helpers import API_KEY, HEADERS, gateway, logged_problems, run
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
@@ -44,16 +44,6 @@ async def handshake(
         writer.transport.abort()
 
 
-def problems(caplog: pytest.LogCaptureFixture) -> list[str]:
-    """ERROR records and tracebacks (from anyone at WARNING+, from us at any level)."""
-    return [
-        f"{r.levelname} {r.name}: {r.getMessage()}"
-        for r in caplog.records
-        if r.levelno >= logging.ERROR
-        or (r.exc_info and (r.levelno >= logging.WARNING or r.name.startswith("voxlane")))
-    ]
-
-
 async def wait_open_connections(server: Any, n: int) -> None:
     async with asyncio.timeout(10):
         while server.statistics().open_connections != n:
@@ -85,7 +75,7 @@ def test_malformed_or_duplicate_authorization_is_refused_in_one_line(
             assert (record.http_status, record.close_reason) == (status, f"http_{status}")
 
     run(main())
-    assert not problems(caplog), problems(caplog)
+    assert not logged_problems(caplog), logged_problems(caplog)
     refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
     assert len(refused) == 1 and "\n" not in refused[0], refused
     assert f"refused {status} /v1/stt from 127.0.0.1" in refused[0]
@@ -99,7 +89,7 @@ def test_odd_paths_are_404_not_500(path: str, caplog: pytest.LogCaptureFixture) 
             assert server.connection_log[0].path == "<other path>"
 
     run(main())
-    assert not problems(caplog), problems(caplog)
+    assert not logged_problems(caplog), logged_problems(caplog)
 
 
 def test_keys_in_query_strings_or_paths_are_never_logged(caplog: pytest.LogCaptureFixture) -> None:
@@ -158,7 +148,7 @@ def test_failed_handshakes_are_throttled_per_client(caplog: pytest.LogCaptureFix
     warnings = [r for r in throttled if r.levelno == logging.WARNING]
     # One WARNING for the throttling episode, the repeats at DEBUG.
     assert len(warnings) == 1 and len(throttled) > len(warnings)
-    assert not problems(caplog), problems(caplog)
+    assert not logged_problems(caplog), logged_problems(caplog)
 
 
 def test_concurrent_connections_per_client_are_capped() -> None:

@@ -12,7 +12,7 @@ import asyncio
 import logging
 
 import pytest
-from gateway_helpers import API_KEY, gateway, run
+from gateway_helpers import API_KEY, gateway, logged_problems, run
 
 from voxlane.testing.fuzz_ws import ws_case
 
@@ -45,9 +45,4 @@ def test_gateway_survives_garbage_and_mutated_frames(caplog: pytest.LogCaptureFi
             assert stats.connections_seen > CASES
 
     run(main(), timeout=120)
-    problems = [
-        f"{r.levelname} {r.name}: {r.getMessage()}"
-        for r in caplog.records
-        if r.levelno >= logging.ERROR or (r.exc_info and r.levelno >= logging.WARNING)
-    ]
-    assert not problems, problems[:5]
+    assert not logged_problems(caplog), logged_problems(caplog)[:5]

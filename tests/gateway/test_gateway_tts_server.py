@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from gateway_helpers import API_KEY, HEADERS, gateway, run
+from gateway_helpers import API_KEY, HEADERS, gateway, logged_problems, run
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -85,17 +85,6 @@ async def wait_no_connections(server: Any, timeout: float = 10.0) -> None:
             await asyncio.sleep(0.02)
 
 
-def errors_logged(caplog: pytest.LogCaptureFixture) -> list[str]:
-    """Records at ERROR or above, and tracebacks: any of ours, a library's at WARNING or
-    above (websockets logs some at DEBUG when debug logging is on, by design)."""
-    return [
-        f"{r.levelname} {r.name}: {r.getMessage()}"
-        for r in caplog.records
-        if r.levelno >= logging.ERROR
-        or (r.exc_info and (r.levelno >= logging.WARNING or r.name.startswith("voxlane")))
-    ]
-
-
 def test_stalled_reader_gets_error_2014_and_close_1008_not_a_dead_worker(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -123,7 +112,7 @@ def test_stalled_reader_gets_error_2014_and_close_1008_not_a_dead_worker(
             await served(server.tts_url)
 
     run(main())
-    assert not errors_logged(caplog), errors_logged(caplog)
+    assert not logged_problems(caplog), logged_problems(caplog)
     assert any("client too slow" in r.getMessage() for r in caplog.records)
 
 
@@ -172,7 +161,7 @@ def test_client_gone_mid_synthesis_is_not_an_error(
             await served(server.tts_url)
 
     run(main())
-    assert not errors_logged(caplog), errors_logged(caplog)
+    assert not logged_problems(caplog), logged_problems(caplog)
 
 
 def test_idle_tts_connections_are_closed_with_2007() -> None:
