@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import shutil
 import subprocess
@@ -151,3 +152,14 @@ def run(coro: Any, timeout: float = 60.0) -> Any:
             return await coro
 
     return asyncio.run(bounded())
+
+
+def logged_problems(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """Records at ERROR or above, and tracebacks: any of ours, a library's at WARNING or
+    above (websockets logs some at DEBUG when debug logging is on, by design)."""
+    return [
+        f"{r.levelname} {r.name}: {r.getMessage()}"
+        for r in caplog.records
+        if r.levelno >= logging.ERROR
+        or (r.exc_info and (r.levelno >= logging.WARNING or r.name.startswith("voxlane")))
+    ]

@@ -62,3 +62,45 @@ def test_cli_serves_and_a_signal_closes_sessions_and_exits_0(signum: int) -> Non
     assert code == 0, stderr
     assert re.search(r"conn 1: session stt_\d+ created", stderr), stderr
     assert "reason=server_shutdown" in stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--port", "99999"], "argument --port: must be 0..65535, not 99999"),
+        (["--port", "abc"], "argument --port: not a whole number: 'abc'"),
+        (["--idle-timeout", "nan"], "argument --idle-timeout: must be a number > 0"),
+        (["--send-timeout", "0"], "argument --send-timeout: must be a number > 0"),
+        (["--max-sessions", "0"], "argument --max-sessions: must be >= 1, not 0"),
+        (["--max-tts-sessions", "1.5"], "argument --max-tts-sessions: not a whole number"),
+        (["--max-connections", "-3"], "argument --max-connections: must be >= 1, not -3"),
+        (["--max-connections-per-client", "0"], "--max-connections-per-client: must be >= 1"),
+        (["--failed-handshake-burst", "x"], "--failed-handshake-burst: not a whole number"),
+        (["--failed-handshake-rate", "inf"], "--failed-handshake-rate: must be a number > 0"),
+        (["--failed-handshake-rate", "-1"], "--failed-handshake-rate: must be a number > 0"),
+        (["--engine-processes", "-1"], "argument --engine-processes: must be >= 0, not -1"),
+        (["--log-level", "loud"], "argument --log-level: invalid choice"),
+        (["--no-such-option"], "unrecognized arguments: --no-such-option"),
+    ],
+)
+def test_bad_option_values_are_one_line_and_exit_2(
+    args: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from voxlane.gateway.cli import main
+
+    assert main(["--api-key", API_KEY, *args]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.count("\n") == 1 and err.startswith("voxlane gateway: error: "), err
+    assert says in err, err
+
+
+def test_missing_api_key_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from voxlane.gateway.cli import main
+
+    monkeypatch.delenv("VOXLANE_GATEWAY_API_KEY", raising=False)
+    assert main(["--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err == "voxlane gateway: error: --api-key (or VOXLANE_GATEWAY_API_KEY) is required\n"

@@ -28,6 +28,7 @@ from enum import IntEnum
 from typing import Any, Final
 
 __all__ = [
+    "CLOSED_REASON",
     "DEFAULT_MAX_FRAME_BYTES",
     "ENCODING_PCM_S16LE",
     "STT_PATH",
@@ -52,12 +53,14 @@ __all__ = [
     "SessionSettings",
     "StartOfSpeech",
     "check_audio_frame",
+    "close_frame",
     "encode_client_message",
     "encode_server_event",
     "error_event",
     "error_info",
     "parse_client_text",
     "parse_server_event",
+    "shorten",
 ]
 
 STT_PATH: Final = "/v1/stt"
@@ -117,6 +120,9 @@ class ErrorCode(IntEnum):
     OVERLOADED = 2012
     #: Unexpected server fault. Fatal (close 1011), retryable.
     INTERNAL_ERROR = 2013
+    #: The client did not read: one frame could not be written within the server's send
+    #: timeout. Fatal (close 1008 "client too slow"), retryable by a client that reads.
+    SLOW_CONSUMER = 2014
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +150,28 @@ _ERROR_INFO: Final[dict[ErrorCode, ErrorInfo]] = {
     ErrorCode.ENGINE_ERROR: ErrorInfo(True, True, 1011, "speech engine failed"),
     ErrorCode.OVERLOADED: ErrorInfo(True, True, 1013, "engine overloaded"),
     ErrorCode.INTERNAL_ERROR: ErrorInfo(True, True, 1011, "internal server error"),
+    ErrorCode.SLOW_CONSUMER: ErrorInfo(True, True, 1008, "client too slow"),
 }
+
+#: The close reason of a clean end (``session.closed``, close 1000).
+CLOSED_REASON: Final = "session closed"
+
+
+def close_frame(code: ErrorCode | None) -> tuple[int, str]:
+    """The websocket close code and reason the server ends a connection with: after a
+    fatal ``code``, its close code and default message; after a clean end (None), 1000
+    ``"session closed"``."""
+    if code is None:
+        return 1000, CLOSED_REASON
+    info = _ERROR_INFO[code]
+    return info.close_code or 1000, info.message
+
+
+def shorten(value: object, limit: int = 64) -> str:
+    """``repr(value)`` cut to ``limit`` characters: client input echoed in an error
+    message stays short whatever the client sent."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def error_info(code: ErrorCode) -> ErrorInfo:
@@ -182,11 +209,11 @@ class SessionSettings:
         bad = ErrorCode.UNSUPPORTED_SETTINGS
         if self.sample_rate not in SUPPORTED_SAMPLE_RATES:
             rates = sorted(SUPPORTED_SAMPLE_RATES)
-            raise ProtocolViolation(bad, f"sample_rate {self.sample_rate} not in {rates}")
+            raise ProtocolViolation(bad, f"sample_rate {shorten(self.sample_rate)} not in {rates}")
         if self.encoding != ENCODING_PCM_S16LE:
-            raise ProtocolViolation(bad, f"encoding {self.encoding!r} is not 'pcm_s16le'")
+            raise ProtocolViolation(bad, f"encoding {shorten(self.encoding)} is not 'pcm_s16le'")
         if self.language not in SUPPORTED_LANGUAGES:
-            raise ProtocolViolation(bad, f"language {self.language!r} is not 'en'")
+            raise ProtocolViolation(bad, f"language {shorten(self.language)} is not 'en'")
         if self.phrases is not None:
             if not 0 < len(self.phrases) <= MAX_PHRASES:
                 raise ProtocolViolation(bad, f"phrases must hold 1..{MAX_PHRASES} items")
@@ -286,7 +313,7 @@ def parse_client_text(text: str) -> ClientMessage:
         return SessionFinalize()
     if kind == "session.close":
         return SessionClose()
-    raise ProtocolViolation(ErrorCode.UNKNOWN_MESSAGE_TYPE, f"unknown message type {kind!r}")
+    raise ProtocolViolation(ErrorCode.UNKNOWN_MESSAGE_TYPE, f"unknown message type {shorten(kind)}")
 
 
 def encode_client_message(msg: ClientMessage) -> str:

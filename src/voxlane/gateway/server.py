@@ -7,36 +7,35 @@ Usage::
     ...
     await server.aclose()          # bounded: session.closed to all, close 1000, then abort
 
-Routing is a table of path -> connection handler (``/v1/stt`` today; ``/v1/tts`` will sit
-beside it). Handshakes are checked in ``process_request``: an unknown path gets HTTP 404, a
-missing or wrong ``Authorization: Bearer KEY`` gets 401, a refusing fault plan 503; none of
-them creates a session. The protocol is in ``docs/gateway-protocol.md``.
+Routing is a table of path -> connection handler (``/v1/stt``, ``/v1/tts``). Handshakes are
+checked by :class:`voxlane.gateway.edge.HandshakeGate` (status codes, throttling of failed
+handshakes, connection caps, what is logged); none of its refusals creates a session. The
+protocol is in ``docs/gateway-protocol.md``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
+import math
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from http import HTTPStatus
-from urllib.parse import urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.http11 import Request, Response
 
 from voxlane.aio.tasks import wait_pending
 from voxlane.gateway import protocol as p
+from voxlane.gateway.admission import Admission, AdmissionLimits
 from voxlane.gateway.connlog import ConnectionRecord
+from voxlane.gateway.edge import GatewayConnection, HandshakeGate
 from voxlane.gateway.engines import SttEngine, make_stt_engine
 from voxlane.gateway.engines.procpool import ProcessPoolEngine
 from voxlane.gateway.faults import FaultPlan
 from voxlane.gateway.stt_session import SessionLimits, SttConnection
-from voxlane.gateway.tts_session import TtsConnection
+from voxlane.gateway.tts_session import TtsConnection, TtsLimits
 
 __all__ = [
     "GatewayConfig",
@@ -81,11 +80,23 @@ class GatewayConfig:
     api_key: str
     host: str = "127.0.0.1"
     port: int = 0
+    #: Both endpoints: a connection with nothing to do for this long gets 2007, close 1000.
     idle_timeout_s: float = 30.0
     stt_engine: str | SttEngine = "pocketsphinx"
+    #: Live ``/v1/stt`` sessions (more: error 2008 at session.create).
     max_sessions: int = 8
+    #: Open ``/v1/tts`` connections (each is one session; more: HTTP 503 at the handshake).
+    max_tts_sessions: int = 8
+    #: Open connections in all, and from one client address (more: HTTP 503, 429).
+    max_connections: int = 256
+    max_connections_per_client: int = 32
+    #: Failed handshakes (400/401/404) one client address may make in a burst, and how
+    #: many more per second it earns back; past them: HTTP 429 for every handshake.
+    failed_handshake_burst: int = 10
+    failed_handshake_rate: float = 1.0
     max_frame_bytes: int = p.DEFAULT_MAX_FRAME_BYTES
-    #: Deadline of one outgoing event; a client that does not read is aborted.
+    #: Deadline of one outgoing frame: a client that does not read for this long is a
+    #: slow consumer (error 2014, close 1008 "client too slow").
     send_timeout_s: float = 5.0
     #: Budget of one connection's close (drain, final event, closing handshake).
     close_timeout_s: float = 2.0
@@ -109,12 +120,40 @@ class GatewayConfig:
     connection_log_size: int = 10000
 
     def __post_init__(self) -> None:
+        """Raises ValueError naming the first field out of range."""
         if not self.api_key:
             raise ValueError("api_key must be a non-empty string")
-        if self.idle_timeout_s <= 0 or self.max_sessions < 1 or self.max_frame_bytes < 2:
-            raise ValueError("idle_timeout_s, max_sessions and max_frame_bytes must be > 0")
-        if self.engine_processes < 0 or self.engine_threads < 1:
-            raise ValueError("engine_processes must be >= 0 and engine_threads >= 1")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be 0..65535, not {self.port}")
+        for name in (
+            "idle_timeout_s",
+            "send_timeout_s",
+            "close_timeout_s",
+            "queue_timeout_s",
+            "create_timeout_s",
+            "load_timeout_s",
+        ):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a number > 0, not {value}")
+        for name in ("max_sessions", "queue_frames", "engine_threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
+        if self.max_frame_bytes < 2:
+            raise ValueError(f"max_frame_bytes must be >= 2, not {self.max_frame_bytes}")
+        if self.engine_processes < 0:
+            raise ValueError(f"engine_processes must be >= 0, not {self.engine_processes}")
+        self.admission_limits()  # validates the connection caps and the handshake budget
+
+    def admission_limits(self) -> AdmissionLimits:
+        """The caps and failed-handshake budget of :mod:`voxlane.gateway.admission`."""
+        return AdmissionLimits(
+            max_connections=self.max_connections,
+            max_connections_per_client=self.max_connections_per_client,
+            max_tts_connections=self.max_tts_sessions,
+            failed_handshake_burst=self.failed_handshake_burst,
+            failed_handshake_rate=self.failed_handshake_rate,
+        )
 
 
 class _Slots:
@@ -137,12 +176,20 @@ class _Slots:
 @dataclass(frozen=True, slots=True)
 class GatewayStatistics:
     engine: str
+    #: Connections whose handler is running (``/v1/stt`` and ``/v1/tts``).
     live_connections: int
+    #: ``/v1/stt`` sessions holding a max_sessions slot.
     live_sessions: int
     max_sessions: int
     #: Connections that reached the HTTP handshake since start (refused ones included).
     connections_seen: int
     closing: bool
+    #: Admitted connections whose TCP connection is still open (all endpoints), and
+    #: those on ``/v1/tts``.
+    open_connections: int = 0
+    open_tts_connections: int = 0
+    #: Handshakes refused by a cap or the failed-handshake throttle since start.
+    refused_by_limits: int = 0
 
 
 _Handler = Callable[[ServerConnection, ConnectionRecord], Awaitable[None]]
@@ -166,8 +213,6 @@ class GatewayServer:
         self._ws_server: Server | None = None
         self._port = 0
         self._log: deque[ConnectionRecord] = deque(maxlen=config.connection_log_size)
-        self._records: dict[int, ConnectionRecord] = {}
-        self._conn_seq = 0
         self._live: dict[SttConnection | TtsConnection, asyncio.Task[None] | None] = {}
         self._slots = _Slots(config.max_sessions)
         self._closing: asyncio.Task[None] | None = None
@@ -183,6 +228,21 @@ class GatewayServer:
             queue_frames=config.queue_frames,
             queue_timeout_s=config.queue_timeout_s,
             create_timeout_s=config.create_timeout_s,
+        )
+        self._tts_limits = TtsLimits(
+            idle_timeout_s=config.idle_timeout_s,
+            send_timeout_s=config.send_timeout_s,
+            close_timeout_s=config.close_timeout_s,
+        )
+        self._admission = Admission(config.admission_limits())
+        self._gate = HandshakeGate(
+            api_key=config.api_key,
+            routes=frozenset(self._routes),
+            tts_route=p.TTS_PATH,
+            admission=self._admission,
+            now=self._loop.time,
+            refusing=lambda: self._faults.refuse_connections or self._closing is not None,
+            on_record=self._log.append,
         )
 
     # ---------------------------------------------------------------- public
@@ -228,13 +288,17 @@ class GatewayServer:
 
     def statistics(self) -> GatewayStatistics:
         """A snapshot of the server's counters (never blocks)."""
+        admission = self._admission.statistics()
         return GatewayStatistics(
             engine=self._engine.name,
             live_connections=len(self._live),
             live_sessions=self._slots.in_use,
             max_sessions=self._config.max_sessions,
-            connections_seen=self._conn_seq,
+            connections_seen=self._gate.connections_seen,
             closing=self._closing is not None,
+            open_connections=admission.open_connections,
+            open_tts_connections=admission.open_tts_connections,
+            refused_by_limits=admission.refused,
         )
 
     async def __aenter__(self) -> GatewayServer:
@@ -263,8 +327,9 @@ class GatewayServer:
             self._handle,
             cfg.host,
             cfg.port,
-            process_request=self._process_request,
-            process_response=self._process_response,
+            process_request=self._gate.process_request,
+            process_response=self._gate.process_response,
+            create_connection=GatewayConnection,
             compression=None,
             # Frames over max_frame_bytes get error 2010 from the session; websockets'
             # own limit (close 1009, no event) is only a backstop against huge frames.
@@ -278,57 +343,21 @@ class GatewayServer:
         # Kept: the listening sockets are gone once the server closes.
         self._port = int(self._ws_server.sockets[0].getsockname()[1])
 
-    def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
-        remote = conn.remote_address
-        self._conn_seq += 1
-        record = ConnectionRecord(
-            conn_id=self._conn_seq,
-            remote_port=int(remote[1]) if remote else None,
-            path=request.path,
-            opened_at=self._loop.time(),
-        )
-        self._log.append(record)
-        self._records[id(conn)] = record
-        status = self._check_request(request)
-        record.http_status = int(status)
-        if status is HTTPStatus.SWITCHING_PROTOCOLS:
-            return None
-        record.closed_at = record.opened_at
-        record.close_reason = f"http_{int(status)}"
-        del self._records[id(conn)]
-        _log.info("conn %d: refused %d %s", record.conn_id, int(status), record.path)
-        return conn.respond(status, f"{status.phrase}\n")
-
-    def _process_response(
-        self, conn: ServerConnection, request: Request, response: Response
-    ) -> None:
-        # A request we let through can still fail the websocket handshake (bad upgrade
-        # headers, say): log the real status and forget it, as no handler will run.
-        record = self._records.get(id(conn))
-        if record is not None and response.status_code != HTTPStatus.SWITCHING_PROTOCOLS:
-            record.http_status = response.status_code
-            record.closed_at = self._loop.time()
-            record.close_reason = f"http_{response.status_code}"
-            del self._records[id(conn)]
-
-    def _check_request(self, request: Request) -> HTTPStatus:
-        if self._faults.refuse_connections or self._closing is not None:
-            return HTTPStatus.SERVICE_UNAVAILABLE
-        if urlsplit(request.path).path not in self._routes:
-            return HTTPStatus.NOT_FOUND
-        expected = f"Bearer {self._config.api_key}".encode()
-        given = (request.headers.get("Authorization") or "").encode()
-        if not hmac.compare_digest(given, expected):
-            return HTTPStatus.UNAUTHORIZED
-        return HTTPStatus.SWITCHING_PROTOCOLS
-
     async def _handle(self, conn: ServerConnection) -> None:
-        record = self._records.pop(id(conn), None)
-        if record is None or conn.request is None:  # cannot happen: process_request ran
-            await conn.close(1011)
+        if not isinstance(conn, GatewayConnection) or conn.record is None or not conn.request:
+            await conn.close(1011)  # cannot happen: the gate admitted it
             return
-        _log.info("conn %d: open %s from port %s", record.conn_id, record.path, record.remote_port)
-        await self._routes[urlsplit(record.path).path](conn, record)
+        record = conn.record
+        conn.handled = True
+        _log.info(
+            "conn %d: open %s from %s:%s",
+            record.conn_id,
+            record.path,
+            record.remote_host,
+            record.remote_port,
+        )
+        route = conn.request.path.partition("?")[0]
+        await self._routes[route](conn, record)
 
     async def _serve_stt(self, conn: ServerConnection, record: ConnectionRecord) -> None:
         session = SttConnection(
@@ -351,8 +380,7 @@ class GatewayServer:
             conn,
             record,
             executor=self._executor,
-            send_timeout_s=self._config.send_timeout_s,
-            close_timeout_s=self._config.close_timeout_s,
+            limits=self._tts_limits,
             on_done=self._forget,
         )
         self._live[session] = asyncio.current_task()

@@ -27,6 +27,7 @@ __all__ = [
     "OVERLOADED",
     "PEER_GONE",
     "SHUTDOWN",
+    "SLOW_CONSUMER",
     "TRANSITIONS",
     "CloseOrder",
     "Decision",
@@ -86,6 +87,9 @@ BUSY: Final = CloseOrder("server_busy", p.ErrorCode.SERVER_BUSY)
 ENGINE_FAILED: Final = CloseOrder("engine_error", p.ErrorCode.ENGINE_ERROR)
 OVERLOADED: Final = CloseOrder("overloaded", p.ErrorCode.OVERLOADED)
 INTERNAL: Final = CloseOrder("internal_error", p.ErrorCode.INTERNAL_ERROR)
+#: A send did not finish within send_timeout_s: the client is not reading. A transport
+#: condition (error 2014, close 1008), never an engine failure. Both endpoints use it.
+SLOW_CONSUMER: Final = CloseOrder("slow_consumer", p.ErrorCode.SLOW_CONSUMER)
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,7 @@ from voxlane.gateway.connlog import ConnectionRecord
 from voxlane.gateway.engines import ENGINE_SAMPLE_RATE, Recognizer, SttEngine
 from voxlane.gateway.faults import GARBAGE_FRAMES, FaultPlan
 from voxlane.gateway.resample import Resampler
+from voxlane.gateway.sending import SendOutcome, abort, close_bounded, send_bounded
 from voxlane.gateway.stt_rules import State
 
 __all__ = ["SessionLimits", "SessionSlots", "SttConnection"]
@@ -208,13 +209,13 @@ class SttConnection:
         decision = rules.decide_text(
             self._state, text, max_frame_bytes=self._limits.max_frame_bytes
         )
-        self._record.messages.append(decision.label)
+        self._record.note_message(decision.label)
         await self._apply(decision)
 
     async def _apply(self, decision: rules.Decision) -> None:
         """Carry out a decision of the rules, in the documented order."""
         if decision.reply is not None:
-            self._record.errors_sent.append(decision.reply.code)
+            self._record.note_error(decision.reply.code)
             await self._send(decision.reply)
         if decision.create is not None:
             await self._on_create(decision.create)
@@ -370,33 +371,33 @@ class SttConnection:
         await self._send_raw(p.encode_server_event(evt), deadline=deadline)
 
     async def _send_error(self, code: p.ErrorCode, message: str | None = None) -> None:
-        self._record.errors_sent.append(int(code))
+        self._record.note_error(int(code))
         await self._send(p.error_event(code, message))
 
     async def _send_raw(self, text: str, *, deadline: float | None = None) -> None:
-        """Send one text frame within send_timeout_s (or by ``deadline`` if sooner); a
-        peer that does not read in time is aborted."""
+        """Send one text frame within send_timeout_s (or by ``deadline`` if sooner). A
+        client that does not read in time is a slow consumer: the connection's close
+        begins with error 2014 / close 1008 (never raises)."""
         if self._faults.response_delay_s > 0:
             await asyncio.sleep(self._faults.response_delay_s)
         limit = self._loop.time() + self._limits.send_timeout_s
         if deadline is not None:
             limit = min(limit, deadline)
-        try:
-            # Bounded: websockets' send only waits for the transport to drain, and a
-            # cancelled drain returns at once (no CancelledError is swallowed there).
-            async with asyncio.timeout_at(limit):
-                await self._ws.send(text)
-        except TimeoutError:
-            _log.warning("conn %d: send timed out; aborting", self._record.conn_id)
-            self.abort()
-        except ConnectionClosed:
-            pass
+        outcome = await send_bounded(self._ws, text, limit)
+        if outcome is SendOutcome.TIMED_OUT:
+            if self._closing is not None:
+                self.abort()  # the close itself could not write: nothing more to say
+                return
+            _log.info(
+                "conn %d: client too slow: a frame waited %.1fs to be written",
+                self._record.conn_id,
+                self._limits.send_timeout_s,
+            )
+            self._close_with(rules.SLOW_CONSUMER)
 
     def abort(self) -> None:
         """Close the TCP connection now, without a closing handshake."""
-        transport = self._ws.transport
-        if transport is not None:
-            transport.abort()
+        abort(self._ws)
 
     # ------------------------------------------------------------------ closing
 
@@ -443,16 +444,12 @@ class SttConnection:
             if reason not in ("peer_gone", "fault_drop"):
                 if error is None:
                     await self._send(p.SessionClosed(), deadline=deadline)
-                    code = 1000
                 else:
-                    self._record.errors_sent.append(int(error))
+                    self._record.note_error(int(error))
                     await self._send(p.error_event(error, message), deadline=deadline)
-                    code = p.error_info(error).close_code or 1000
+                code, close_reason = p.close_frame(error)
                 self._record.close_code = code
-                closer = asyncio.ensure_future(self._ws.close(code))
-                if await wait_pending({closer}, deadline):
-                    await _cancel(closer, deadline + 0.5)
-                    self.abort()
+                await close_bounded(self._ws, code, close_reason, deadline)
             else:
                 self.abort()
         finally:

@@ -70,7 +70,9 @@ class EspeakEngine:
 
     def synthesize(self, text: str) -> Iterator[bytes]:
         out = subprocess.run(
-            ["espeak-ng", "-v", "en-us", "-s", "170", "--stdout", text],
+            # "--": a text starting with "-" is text, not an option ("-f/etc/passwd" made
+            # espeak-ng read and speak that file).
+            ["espeak-ng", "-v", "en-us", "-s", "170", "--stdout", "--", text],
             capture_output=True,
             timeout=self.timeout_s,
             check=True,

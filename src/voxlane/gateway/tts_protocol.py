@@ -98,7 +98,9 @@ def parse_tts_client_text(text: str) -> TtsClientMessage:
     if kind == "session.close":
         return p.SessionClose()
     if kind != "synthesize":
-        raise p.ProtocolViolation(p.ErrorCode.UNKNOWN_MESSAGE_TYPE, f"unknown type {kind!r}")
+        raise p.ProtocolViolation(
+            p.ErrorCode.UNKNOWN_MESSAGE_TYPE, f"unknown type {p.shorten(kind)}"
+        )
     text_value = _typed(obj, "text", str, None)
     if text_value is None:
         raise p.ProtocolViolation(p.ErrorCode.INVALID_MESSAGE, "synthesize: missing 'text'")
@@ -111,10 +113,13 @@ def parse_tts_client_text(text: str) -> TtsClientMessage:
         id=_typed(obj, "id", str, None),
     )
     if msg.voice not in VOICES:
-        raise p.ProtocolViolation(p.ErrorCode.UNSUPPORTED_SETTINGS, f"unknown voice {msg.voice!r}")
+        raise p.ProtocolViolation(
+            p.ErrorCode.UNSUPPORTED_SETTINGS, f"unknown voice {p.shorten(msg.voice)}"
+        )
     if msg.sample_rate not in p.SUPPORTED_SAMPLE_RATES:
         raise p.ProtocolViolation(
-            p.ErrorCode.UNSUPPORTED_SETTINGS, f"sample_rate {msg.sample_rate} not supported"
+            p.ErrorCode.UNSUPPORTED_SETTINGS,
+            f"sample_rate {p.shorten(msg.sample_rate)} not supported",
         )
     return msg
 

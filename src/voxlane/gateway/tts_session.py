@@ -1,11 +1,23 @@
-"""One ``/v1/tts`` connection: synthesis requests in order, cancel at once, bounded close.
+"""One ``/v1/tts`` connection: synthesis requests in order, cancel at once, one bounded close.
 
-A reader task parses client frames; a worker task synthesizes queued requests in the
-executor (piper yields per sentence), resamples to the requested rate and sends 100 ms
-binary frames. Every send goes through one lock and checks the *epoch* right before
-writing: ``cancel`` bumps the epoch, so no frame of a cancelled request is sent after the
-``synthesis.cancelled`` event. Same interface as the STT connection for the server:
-``run()``, ``request_shutdown()``, ``abort()``.
+Tasks (all owned by the connection's :class:`~voxlane.aio.tasks.TaskOwner`): the handler
+task reads the socket (:meth:`TtsConnection.run`); a *worker* synthesizes queued requests
+in the executor (piper yields per sentence), resamples to the requested rate and sends
+100 ms binary frames; every end goes through one *closing task* (:meth:`_begin_close`).
+
+Sending: every frame goes through :meth:`_send`, under one lock, checking the *epoch*
+right before writing: ``cancel`` bumps the epoch, so no frame of a cancelled request is
+sent after the ``synthesis.cancelled`` event. A send never raises: one that cannot be
+written within ``send_timeout_s`` means the client is not reading, and begins the close
+with error 2014 and close 1008 ("client too slow"); one on a connection the client
+already left begins a quiet ``peer_gone`` close (logged at INFO, no traceback). An engine
+failure ends only its request (error 2011, non-fatal); the worker goes on.
+
+Idle: with no request queued or being spoken, a connection that sends no ``synthesize``
+for ``idle_timeout_s`` gets error 2007 and close 1000, as on ``/v1/stt``.
+
+Same interface as the STT connection for the server: ``run()``, ``request_shutdown()``,
+``abort()``.
 """
 
 from __future__ import annotations
@@ -13,100 +25,157 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from voxlane.aio.channel import BoundedChannel
-from voxlane.aio.tasks import TaskOwner
-from voxlane.errors import ClosedError
+from voxlane.aio.tasks import TaskOwner, cancel_and_wait, wait_pending
 from voxlane.gateway import protocol as p
+from voxlane.gateway import stt_rules as rules
 from voxlane.gateway import tts_protocol as t
 from voxlane.gateway.connlog import ConnectionRecord
-from voxlane.gateway.tts_engines import shared_tts_engine
+from voxlane.gateway.sending import SendOutcome, abort, close_bounded, send_bounded
+from voxlane.gateway.tts_engines import TtsEngine, shared_tts_engine
 from voxlane.media import AudioFrame, split_frames
 from voxlane.resample import StreamResampler
 
+__all__ = ["TtsConnection", "TtsLimits"]
+
 log = logging.getLogger("voxlane.gateway.tts")
 T = TypeVar("T")
-MAX_QUEUED = 32
 CHUNK_S = 0.1
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TtsLimits:
+    """Per-connection limits of ``/v1/tts``, from GatewayConfig."""
+
+    idle_timeout_s: float
+    send_timeout_s: float
+    close_timeout_s: float
+    #: Requests that may wait behind the one being spoken (more: error 2012, non-fatal).
+    max_queued: int = 32
+
+
+class _EngineFailed(Exception):
+    """An engine call raised; ``__cause__`` is the engine's own exception."""
+
+
 class TtsConnection:
+    """Serves one websocket connection on ``/v1/tts``. Create, then ``await run()``."""
+
     def __init__(
         self,
         conn: ServerConnection,
         record: ConnectionRecord,
         *,
         executor: Executor,
-        send_timeout_s: float,
-        close_timeout_s: float,
+        limits: TtsLimits,
         on_done: Callable[[TtsConnection], None],
     ) -> None:
         self._conn = conn
         self.record = record
         self._executor = executor
-        self._send_timeout = send_timeout_s
-        self._close_timeout = close_timeout_s
+        self._limits = limits
         self._on_done = on_done
-        self._jobs: BoundedChannel[t.Synthesize] = BoundedChannel(MAX_QUEUED)
+        self._loop = asyncio.get_running_loop()
+        self._jobs: BoundedChannel[t.Synthesize] = BoundedChannel(limits.max_queued)
         self._epoch = 0
         self._current: str | None = None
         self._ids = itertools.count(1)
         self._send_lock = asyncio.Lock()
         self._owner = TaskOwner(f"tts-conn-{record.conn_id}")
-        self._closing = False
+        self._worker: asyncio.Task[None] | None = None
+        self._closing: asyncio.Task[None] | None = None
+        self._requests = 0
+        # From the handshake on, as on /v1/stt.
+        self._idle_deadline = self._loop.time() + limits.idle_timeout_s
+
+    # ------------------------------------------------------------------ reader
 
     async def run(self) -> None:
-        worker = self._owner.spawn(self._work(), name="synthesize")
+        """Read the socket until the connection ends; return once its one close is done."""
+        self._worker = self._owner.spawn(self._work(), name="synthesize")
         try:
-            async for message in self._conn:
-                if isinstance(message, bytes):
-                    await self._error(p.ErrorCode.INVALID_MESSAGE, "binary frames are not accepted")
-                    continue
-                if not await self._on_text(message):
-                    break
-        except ConnectionClosed:
-            self.record.close_reason = self.record.close_reason or "peer_gone"
+            await self._read_loop()
+        except Exception:  # a bug of ours: logged with its stack, the client gets 2013
+            log.exception("conn %d: internal error", self.record.conn_id)
+            self._begin_close(rules.INTERNAL)
         finally:
-            worker.cancel()
-            loop = asyncio.get_running_loop()
-            await self._owner.shutdown(loop.time() + self._close_timeout)
-            self.record.closed_at = loop.time()
+            self._begin_close(rules.PEER_GONE)  # no-op when a close already began
+            if self._closing is not None:
+                deadline = self._loop.time() + self._limits.close_timeout_s + 1.0
+                if await wait_pending({self._closing}, deadline):
+                    log.warning("conn %d: close overran its budget", self.record.conn_id)
+                    self.abort()
+            for stuck in await self._owner.shutdown(self._loop.time() + 0.5):
+                log.warning("conn %d: abandoned task %s", self.record.conn_id, stuck.name)
+            self.record.closed_at = self._loop.time()
             self._on_done(self)
 
-    async def _on_text(self, text: str) -> bool:
-        """Handle one client frame; False ends the connection."""
+    def _busy(self) -> bool:
+        return self._current is not None or len(self._jobs) > 0
+
+    async def _read_loop(self) -> None:
+        while self._closing is None:
+            # While a request is queued or spoken the connection is not idle: wake up
+            # once per idle period to look again.
+            now = self._loop.time()
+            deadline = now + self._limits.idle_timeout_s if self._busy() else self._idle_deadline
+            try:
+                # Bounded: websockets' recv() is cancellation-safe and returns at once.
+                async with asyncio.timeout_at(deadline):
+                    message = await self._conn.recv()
+            except TimeoutError:
+                if not self._busy() and self._loop.time() >= self._idle_deadline:
+                    self._begin_close(rules.IDLE)
+                continue
+            except ConnectionClosed:
+                return
+            if self._closing is not None:
+                return
+            if isinstance(message, bytes):
+                self.record.note_message("binary")
+                await self._reply_error(
+                    p.ErrorCode.INVALID_MESSAGE, "binary frames are not accepted"
+                )
+            else:
+                await self._on_text(message)
+
+    async def _on_text(self, text: str) -> None:
         try:
             msg = t.parse_tts_client_text(text)
         except p.ProtocolViolation as exc:
-            self.record.messages.append("invalid")
-            await self._error(exc.code, exc.message)
-            return True
-        self.record.messages.append(msg.type)
+            self.record.note_message("invalid")
+            await self._reply_error(exc.code, exc.message)
+            return
+        self.record.note_message(msg.type)
         if isinstance(msg, t.Synthesize):
-            job = (
-                msg
-                if msg.id is not None
-                else t.Synthesize(
+            self._requests += 1
+            job = msg
+            if msg.id is None:
+                job = t.Synthesize(
                     text=msg.text,
                     voice=msg.voice,
                     sample_rate=msg.sample_rate,
                     id=str(next(self._ids)),
                 )
-            )
             if not self._jobs.send_nowait(job):
-                await self._error(p.ErrorCode.OVERLOADED, f"more than {MAX_QUEUED} queued requests")
-            return True
-        if isinstance(msg, t.Cancel):
+                limit = self._limits.max_queued
+                await self._reply_error(
+                    p.ErrorCode.OVERLOADED, f"more than {limit} queued requests"
+                )
+                return
+            self._idle_deadline = self._loop.time() + self._limits.idle_timeout_s
+        elif isinstance(msg, t.Cancel):
             await self._cancel()
-            return True
-        await self._close("client_close")
-        return False
+        else:
+            self._begin_close(rules.CLIENT_CLOSE)
 
     async def _cancel(self) -> None:
         self._epoch += 1  # from here on, no frame of an older request is sent
@@ -115,82 +184,134 @@ class TtsConnection:
         log.debug(
             "conn %d: cancel (current=%s, dropped %d)", self.record.conn_id, cancelled, dropped
         )
-        await self._send_text(t.encode_tts_server_event(t.SynthesisCancelled(cancelled)))
+        await self._send(t.encode_tts_server_event(t.SynthesisCancelled(cancelled)))
+
+    # ------------------------------------------------------------------ worker
 
     async def _work(self) -> None:
         async for job in self._jobs:
-            epoch = self._epoch
             assert job.id is not None
             self._current = job.id
             try:
-                await self._synthesize(job, epoch)
-            except Exception as exc:  # an engine failure ends this request, not the session
-                log.warning("conn %d: synthesis failed: %r", self.record.conn_id, exc)
-                await self._error(p.ErrorCode.ENGINE_ERROR, f"synthesis failed: {exc}")
+                await self._synthesize(job, self._epoch)
+            except _EngineFailed as exc:  # ends this request, not the connection
+                cause = exc.__cause__
+                name = type(cause).__name__
+                # The cause's text may quote the request's text: DEBUG only.
+                log.warning("conn %d: synthesis %s failed: %s", self.record.conn_id, job.id, name)
+                log.debug("conn %d: synthesis failure: %r", self.record.conn_id, cause)
+                await self._reply_error(p.ErrorCode.ENGINE_ERROR, f"synthesis failed: {name}")
             finally:
                 self._current = None
+                self._idle_deadline = self._loop.time() + self._limits.idle_timeout_s
 
     async def _synthesize(self, job: t.Synthesize, epoch: int) -> None:
+        """Speak one request; returns early when it is cancelled or a send fails."""
         assert job.id is not None
-        engine = shared_tts_engine(job.voice)
-        await self._in_executor(engine.load)
-        if epoch != self._epoch:
+        engine = await self._engine_call(shared_tts_engine, job.voice)
+        await self._engine_call(engine.load)
+        started = t.SynthesisStarted(job.id, job.sample_rate)
+        if not await self._send(t.encode_tts_server_event(started), epoch):
             return
-        await self._send_text(
-            t.encode_tts_server_event(t.SynthesisStarted(job.id, job.sample_rate)), epoch
-        )
         resampler = StreamResampler(engine.sample_rate, job.sample_rate)
-        chunks = engine.synthesize(job.text)
+        chunks = await self._engine_call(_start, engine, job.text)
         while epoch == self._epoch:
-            chunk = await self._in_executor(next, chunks, None)
+            chunk = await self._engine_call(next, chunks, None)
             last = chunk is None
             frame = resampler.push(AudioFrame(chunk or b"", engine.sample_rate), last=last)
             for piece in split_frames(frame, CHUNK_S) if frame.data else []:
-                await self._send_bytes(piece.data, epoch)
+                if not await self._send(piece.data, epoch):
+                    return
             if last:
-                await self._send_text(t.encode_tts_server_event(t.SynthesisDone(job.id)), epoch)
+                await self._send(t.encode_tts_server_event(t.SynthesisDone(job.id)), epoch)
                 return
 
-    async def _in_executor(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-
-    # -- sending (one lock; the epoch check happens under it) ----------------------------
-    async def _send_bytes(self, data: bytes, epoch: int) -> None:
-        async with self._send_lock:
-            if epoch == self._epoch:
-                await asyncio.wait_for(self._conn.send(data), self._send_timeout)
-
-    async def _send_text(self, text: str, epoch: int | None = None) -> None:
-        async with self._send_lock:
-            if epoch is None or epoch == self._epoch:
-                await asyncio.wait_for(self._conn.send(text), self._send_timeout)
-
-    async def _error(self, code: p.ErrorCode, message: str) -> None:
-        self.record.errors_sent.append(int(code))
-        await self._send_text(p.encode_server_event(p.error_event(code, message)))
-
-    # -- closing ----------------------------------------------------------------------------
-    async def _close(self, reason: str) -> None:
-        if self._closing:
-            return
-        self._closing = True
-        self._epoch += 1
-        self._jobs.close()
-        self.record.close_reason = reason
+    async def _engine_call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run an engine call in the executor; its failure becomes :class:`_EngineFailed`."""
         try:
-            await self._send_text(p.encode_server_event(p.SessionClosed()))
-            await self._conn.close(1000)  # bounded by the server's close_timeout
-            self.record.close_code = 1000
-        except (ConnectionClosed, TimeoutError):
-            self.abort()
+            return await self._loop.run_in_executor(self._executor, fn, *args)
+        except Exception as exc:
+            raise _EngineFailed() from exc
+
+    # ------------------------------------------------------------------ sending
+
+    async def _send(self, data: str | bytes, epoch: int | None = None) -> bool:
+        """Send one frame unless stale (``epoch`` passed and a cancel came since) or the
+        connection is closing. Returns whether it was sent; a send that times out or
+        finds the peer gone begins the close (never raises)."""
+        async with self._send_lock:
+            if self._closing is not None or (epoch is not None and epoch != self._epoch):
+                return False
+            deadline = self._loop.time() + self._limits.send_timeout_s
+            outcome = await send_bounded(self._conn, data, deadline)
+        if outcome is SendOutcome.TIMED_OUT:
+            log.info(
+                "conn %d: client too slow: a frame waited %.1fs to be written",
+                self.record.conn_id,
+                self._limits.send_timeout_s,
+            )
+            self._begin_close(rules.SLOW_CONSUMER)
+        elif outcome is SendOutcome.CLOSED:
+            self._begin_close(rules.PEER_GONE)
+        return outcome is SendOutcome.SENT
+
+    async def _reply_error(self, code: p.ErrorCode, message: str) -> None:
+        """A non-fatal error event (the connection goes on)."""
+        self.record.note_error(int(code))
+        await self._send(p.encode_server_event(p.error_event(code, message)))
+
+    # ------------------------------------------------------------------ closing
+
+    def _begin_close(self, order: rules.CloseOrder) -> None:
+        """Start the one close (idempotent: later orders are ignored). Stops speaking at
+        once: the current request's frames stop, queued requests are dropped."""
+        if self._closing is not None or self._owner.closed:
+            return
+        self._epoch += 1
+        self._jobs.clear()
+        self._jobs.close()
+        self.record.close_reason = order.reason
+        self._closing = self._owner.spawn(self._close(order), name="close")
+
+    async def _close(self, order: rules.CloseOrder) -> None:
+        deadline = self._loop.time() + self._limits.close_timeout_s
+        worker = self._worker
+        if worker is not None:
+            for stuck in await cancel_and_wait([worker], deadline):
+                log.warning("conn %d: abandoned task %s", self.record.conn_id, stuck.name)
+        if order is rules.PEER_GONE:
+            abort(self._conn)
+        else:
+            if order.error is None:
+                event: p.ServerEvent = p.SessionClosed()
+            else:
+                self.record.note_error(int(order.error))
+                event = p.error_event(order.error, order.message)
+            code, reason = p.close_frame(order.error)
+            self.record.close_code = code
+            # A client that does not read gets the last event and the close frame if it
+            # reads again before the deadline; past it, TCP is dropped.
+            sent = await send_bounded(self._conn, p.encode_server_event(event), deadline)
+            if sent is SendOutcome.TIMED_OUT:
+                abort(self._conn)
+            else:
+                await close_bounded(self._conn, code, reason, deadline)
+        log.info(
+            "conn %d: closed (reason=%s, requests=%d)",
+            self.record.conn_id,
+            order.reason,
+            self._requests,
+        )
 
     def request_shutdown(self) -> None:
-        """Server shutdown: session.closed, then close 1000 (the reader then ends)."""
-        try:
-            self._owner.spawn(self._close("server_shutdown"), name="shutdown")
-        except ClosedError:
-            pass  # the connection is already ending
+        """Server shutdown: ``session.closed``, then close 1000 (the reader then ends)."""
+        self._begin_close(rules.SHUTDOWN)
 
     def abort(self) -> None:
+        """Drop the TCP connection now (no more frames of any request)."""
         self._epoch += 1
-        self._conn.transport.abort()
+        abort(self._conn)
+
+
+def _start(engine: TtsEngine, text: str) -> Iterator[bytes]:
+    return iter(engine.synthesize(text))

@@ -1,0 +1,209 @@
+"""The gateway's HTTP edge against real clients: raw HTTP handshakes over loopback TCP
+(header-level control) and the websockets client."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import struct
+from typing import Any
+
+import pytest
+from gateway_helpers import API_KEY, HEADERS, gateway, logged_problems, run
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+WS_HEADERS = [
+    ("Upgrade", "websocket"),
+    ("Connection", "Upgrade"),
+    ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ("Sec-WebSocket-Version", "13"),
+]
+GOOD = ("Authorization", f"Bearer {API_KEY}")
+
+
+async def handshake(
+    port: int, path: str = "/v1/stt", headers: list[tuple[str, str]] | None = None
+) -> tuple[int, dict[str, str]]:
+    """One raw HTTP upgrade request; returns the status and the response headers. The
+    socket is then dropped (a 101 connection ends as a vanished peer)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        lines = [f"GET {path} HTTP/1.1", f"Host: 127.0.0.1:{port}"]
+        lines += [f"{k}: {v}" for k, v in WS_HEADERS + (headers if headers is not None else [GOOD])]
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        async with asyncio.timeout(5):
+            status = int((await reader.readline()).split()[1])
+            got: dict[str, str] = {}
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                key, _, value = line.decode("latin-1").partition(":")
+                got[key.strip()] = value.strip()
+        return status, got
+    finally:
+        writer.transport.abort()
+
+
+async def wait_open_connections(server: Any, n: int) -> None:
+    async with asyncio.timeout(10):
+        while server.statistics().open_connections != n:
+            await asyncio.sleep(0.02)
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ([GOOD, GOOD], 400),
+        ([GOOD, ("Authorization", "Bearer wrong")], 400),
+        ([("Authorization", "Basic dXNlcjpwYXNz")], 401),
+        ([("Authorization", "Bearer")], 401),
+        ([("Authorization", "Bearer \xff\xfe not ascii")], 401),
+        ([], 401),
+    ],
+    ids=["two-good", "good-and-bad", "basic", "empty-bearer", "latin-1", "missing"],
+)
+def test_malformed_or_duplicate_authorization_is_refused_in_one_line(
+    headers: list[tuple[str, str]], status: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+
+    async def main() -> None:
+        async with gateway() as server:
+            assert (await handshake(server.port, headers=headers))[0] == status
+            assert (await handshake(server.port))[0] == 101  # still serving
+            record = server.connection_log[0]
+            assert (record.http_status, record.close_reason) == (status, f"http_{status}")
+
+    run(main())
+    assert not logged_problems(caplog), logged_problems(caplog)
+    refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert len(refused) == 1 and "\n" not in refused[0], refused
+    assert f"refused {status} /v1/stt from 127.0.0.1" in refused[0]
+
+
+@pytest.mark.parametrize("path", ["//[x", "/v1/stt/../tts", "*", "/%ff%00", "/" + "a" * 4000])
+def test_odd_paths_are_404_not_500(path: str, caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> None:
+        async with gateway() as server:
+            assert (await handshake(server.port, path=path))[0] == 404
+            assert server.connection_log[0].path == "<other path>"
+
+    run(main())
+    assert not logged_problems(caplog), logged_problems(caplog)
+
+
+def test_keys_in_query_strings_or_paths_are_never_logged(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="voxlane")
+    secret = "sk-Secret-0123456789"
+
+    async def main() -> list[str]:
+        async with gateway() as server:
+            async with connect(f"{server.stt_url}?api_key={secret}", additional_headers=HEADERS):
+                pass
+            with pytest.raises(InvalidStatus):
+                async with connect(f"{server.tts_url}?token={secret}"):
+                    pass
+            assert (await handshake(server.port, path=f"/v1/{secret}"))[0] == 404
+            assert (await handshake(server.port, path=f"/{secret}?k={secret}"))[0] == 404
+            return [r.path for r in server.connection_log]
+
+    paths = run(main())
+    assert paths == [
+        "/v1/stt?<redacted>",
+        "/v1/tts?<redacted>",
+        "<other path>",
+        "<other path>?<redacted>",
+    ]
+    ours = [r for r in caplog.records if r.name.startswith("voxlane")]
+    assert any("refused 404" in r.getMessage() for r in ours)
+    for record in caplog.records:
+        if record.name.startswith("voxlane") or record.levelno >= logging.INFO:
+            assert secret not in record.getMessage(), record.getMessage()
+
+
+def test_failed_handshakes_are_throttled_per_client(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="voxlane")
+
+    async def main() -> None:
+        async with gateway(failed_handshake_burst=3, failed_handshake_rate=2.0) as server:
+            bad = [("Authorization", "Bearer guess")]
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            statuses = [(await handshake(server.port, headers=bad))[0] for _ in range(40)]
+            elapsed = loop.time() - t0
+            # The burst, plus what 2 tokens/s gave back meanwhile; the rest are 429.
+            judged = statuses.count(401)
+            assert statuses[:3] == [401, 401, 401], statuses
+            assert judged <= 3 + 2 * elapsed + 1, (judged, elapsed)
+            assert statuses.count(429) == 40 - judged
+            # Throttled means throttled: even the right key waits for a token.
+            status, headers = await handshake(server.port)
+            assert status == 429 and headers["Retry-After"] == "1"
+            await asyncio.sleep(1.0)  # 2 tokens back (only >= 0.5 s is needed)
+            assert (await handshake(server.port))[0] == 101
+            assert server.statistics().refused_by_limits >= 40 - judged
+
+    run(main())
+    throttled = [r for r in caplog.records if "too many failed handshakes" in r.getMessage()]
+    warnings = [r for r in throttled if r.levelno == logging.WARNING]
+    # One WARNING for the throttling episode, the repeats at DEBUG.
+    assert len(warnings) == 1 and len(throttled) > len(warnings)
+    assert not logged_problems(caplog), logged_problems(caplog)
+
+
+def test_concurrent_connections_per_client_are_capped() -> None:
+    async def main() -> None:
+        async with gateway(max_connections_per_client=3) as server:
+            open_ = [await connect(server.stt_url, additional_headers=HEADERS) for _ in range(3)]
+            try:
+                with pytest.raises(InvalidStatus) as refused:
+                    await connect(server.tts_url, additional_headers=HEADERS)
+                assert refused.value.response.status_code == 429
+                assert refused.value.response.headers["Retry-After"] == "1"
+                await open_.pop().close()
+                await wait_open_connections(server, 2)
+                async with connect(server.tts_url, additional_headers=HEADERS):
+                    pass
+            finally:
+                for ws in open_:
+                    ws.transport.abort()
+            await wait_open_connections(server, 0)
+
+    run(main())
+
+
+def test_server_wide_connection_cap_is_503() -> None:
+    async def main() -> None:
+        async with gateway(max_connections=2) as server:
+            open_ = [await connect(server.stt_url, additional_headers=HEADERS) for _ in range(2)]
+            try:
+                with pytest.raises(InvalidStatus) as refused:
+                    await connect(server.stt_url, additional_headers=HEADERS)
+                assert refused.value.response.status_code == 503
+            finally:
+                for ws in open_:
+                    ws.transport.abort()
+            await wait_open_connections(server, 0)
+
+    run(main())
+
+
+def test_a_client_that_resets_during_the_handshake_gives_its_place_back() -> None:
+    async def main() -> None:
+        async with gateway(max_connections_per_client=2) as server:
+            for _ in range(20):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sock.setblocking(False)
+                loop = asyncio.get_running_loop()
+                await loop.sock_connect(sock, ("127.0.0.1", server.port))
+                request = ["GET /v1/stt HTTP/1.1", f"Host: 127.0.0.1:{server.port}"]
+                request += [f"{k}: {v}" for k, v in [*WS_HEADERS, GOOD]]
+                await loop.sock_sendall(sock, ("\r\n".join(request) + "\r\n\r\n").encode())
+                # RST right away: the server may be anywhere in the handshake.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                sock.close()
+            await wait_open_connections(server, 0)
+            async with connect(server.stt_url, additional_headers=HEADERS):
+                pass
+
+    run(main())
