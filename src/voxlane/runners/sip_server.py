@@ -103,6 +103,7 @@ class SipServerConfig:
     shutdown_timeout: float = 2.0
     max_call_s: float = 4 * 3600.0
     reports_dir: Path | None = None
+    report_mode: int = 0o600  # reports hold transcripts: owner only unless asked
     t1: float = 0.5
 
 
@@ -384,7 +385,7 @@ class SipServer:
             return
         path = self.config.reports_dir / f"{_UNSAFE.sub('_', call.call_id)[:200]}.json"
         try:
-            write_json_durably(path, report)
+            write_json_durably(path, report, mode=self.config.report_mode)
             self.reports.append(path)
         except OSError:
             self._report_errors += 1
