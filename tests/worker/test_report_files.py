@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from voxlane.worker.synthetic import SyntheticCall
+from voxlane.worker.worker import report_file_name
 
 from .helpers import GREETING, make_worker, run_bounded
 
@@ -31,3 +32,17 @@ async def test_job_reports_get_the_report_mode(tmp_path: Path, mode: int | None)
     assert [p.name for p in paths] == ["mode_0.json", "mode_1.json"]
     expected = 0o600 if mode is None else mode
     assert {stat.S_IMODE(p.stat().st_mode) for p in paths} == {expected}
+
+
+@pytest.mark.real_time
+async def test_a_call_id_cannot_put_its_report_outside_the_reports_dir(tmp_path: Path) -> None:
+    """A call id comes from the network (a SIP Call-ID may be ``../../x``)."""
+    evil = f"../../{tmp_path.name}-escaped/report"
+    calls = [SyntheticCall(call_id=evil, hangup_after=0.5, llm=(GREETING,))]
+    worker, _ = make_worker(tmp_path, calls)
+    assert await run_bounded(worker, 60) == 0
+    assert not (tmp_path.parent / f"{tmp_path.name}-escaped").exists()
+    (path,) = (tmp_path / "reports").iterdir()
+    assert path.name == f".._.._{tmp_path.name}-escaped_report.json"
+    assert report_file_name("a" * 300) == "a" * 200 + ".json"  # within NAME_MAX
+    assert report_file_name("1-2345@127.0.0.1") == "1-2345@127.0.0.1.json"  # sipp's: as is

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -40,6 +41,15 @@ from voxlane.worker.supervisor import JobSupervisor, SupervisionResult
 
 log = logging.getLogger("voxlane.worker")
 RECENT_RESULTS = 100
+_UNSAFE = re.compile(r"[^A-Za-z0-9._@+=-]")
+
+
+def report_file_name(call_id: str) -> str:
+    """``<call-id>.json`` with every character but ``A-Za-z0-9._@+=-`` replaced by ``_``
+    and at most 200 of them: a call id comes from the network (a SIP Call-ID may hold
+    ``/`` and ``..``), the report must land inside the reports directory. The same rule
+    as ``voxlane sip``'s reports."""
+    return f"{_UNSAFE.sub('_', call_id)[:200]}.json"
 
 
 class WorkerState(Enum):
@@ -345,7 +355,7 @@ class Worker:
             report.update(call.report_extra(result.outcome, report))
         except Exception:
             log.exception("job %s: its call source failed on report_extra", call.call_id)
-        path = self.config.reports_dir / f"{call.call_id}.json"
+        path = self.config.reports_dir / report_file_name(call.call_id)
         try:
             write_json_durably(path, report, mode=self.config.report_mode)
             self.reports_written += 1
