@@ -351,10 +351,10 @@ UAC_NO_ACK = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 
 
 async def test_unacked_invite_reports_no_ack(tmp_path: Path, workdir: Path) -> None:
-    (workdir / "uac_no_ack.xml").write_text(UAC_NO_ACK)
+    (workdir / "uac_worker_no_ack.xml").write_text(UAC_NO_ACK)
     # T1 = 50 ms: the ACK timer fires after 3.2 s; RTP may stay silent for longer.
     report, source = await one_call(
-        tmp_path, workdir, "uac_no_ack.xml", t1=0.05, rtp_timeout_s=30.0, llm=(LONG_REPLY,)
+        tmp_path, workdir, "uac_worker_no_ack.xml", t1=0.05, rtp_timeout_s=30.0, llm=(LONG_REPLY,)
     )
     sip = report["sip"]
     assert sip["ended_by"] == "no_ack", sip

@@ -101,18 +101,7 @@ def _add_stack_options(p: argparse.ArgumentParser) -> None:
         default="examples/receptionist.py",
         help="agent file (default: %(default)s)",
     )
-    add_report_mode(p)
-
-
-def add_report_mode(p: argparse.ArgumentParser) -> None:
-    """``--report-mode``: the file mode of the reports (and recordings) written."""
-    p.add_argument(
-        "--report-mode",
-        type=opt.file_mode,
-        default=0o600,
-        metavar="MODE",
-        help="file mode of reports (they hold transcripts), octal (default: 0600)",
-    )
+    opt.add_report_mode(p)
 
 
 def build_parser() -> argparse.ArgumentParser:

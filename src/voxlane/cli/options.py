@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 __all__ = [
     "Parser",
+    "add_report_mode",
     "agent_file",
     "cidr",
     "debug_enabled",
@@ -210,6 +211,18 @@ def file_mode(text: str) -> int:
     if mode & 0o600 != 0o600:
         raise Bad(f"{text}: the owner must keep read and write (0600)")
     return mode
+
+
+def add_report_mode(parser: argparse.ArgumentParser) -> None:
+    """``--report-mode MODE``: the file mode of the reports (and recordings) a command
+    writes; default 0600 (:data:`voxlane.voice.report.REPORT_MODE`)."""
+    parser.add_argument(
+        "--report-mode",
+        type=file_mode,
+        default=0o600,
+        metavar="MODE",
+        help="file mode of the reports (they hold transcripts), octal (default: 0600)",
+    )
 
 
 def log_level(text: str) -> str:

@@ -63,9 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=opt.port, default=5060, help="SIP UDP port (0: any free)")
     parser.add_argument("--reports", type=opt.out_dir, default="out/sip",
                         help="directory for <call-id>.json")
-    parser.add_argument("--report-mode", type=opt.file_mode, default=0o600, metavar="MODE",
-                        help="file mode of the reports (they hold transcripts), octal "
-                             "(default: 0600)")
+    opt.add_report_mode(parser)
     parser.add_argument("--providers", default="fake", choices=PROVIDERS,
                         help="fake: energy-based fakes; local: real local engines")
     parser.add_argument("--gateway", type=opt.gateway_url, default=None, metavar="URL",

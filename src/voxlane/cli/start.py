@@ -28,13 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--reports", required=True, type=opt.out_dir, help="directory for <job-id>.json reports"
     )
-    p.add_argument(
-        "--report-mode",
-        type=opt.file_mode,
-        default=0o600,
-        metavar="MODE",
-        help="file mode of the reports (they hold transcripts), octal (default: 0600)",
-    )
+    opt.add_report_mode(p)
     p.add_argument(
         "--metrics-port",
         type=opt.port,

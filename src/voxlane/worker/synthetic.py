@@ -52,15 +52,19 @@ _SCRIPT_KEYS = {"turns", "llm", "metadata"}
 _REPLY_KEYS = {"text", "tool_calls", "delay"}
 
 
-def _check_reply(reply: Any, where: str) -> dict[str, Any]:
-    if not isinstance(reply, dict):
-        raise ScriptError(f'{where}: expected an object like {{"text": "..."}}')
-    unknown = set(reply) - _REPLY_KEYS
+def _known_keys(obj: dict[str, Any], known: set[str], where: str) -> None:
+    unknown = set(obj) - known
     if unknown:
         raise ScriptError(
             f"{where}: unknown key(s) {', '.join(sorted(unknown))} "
-            f"(known: {', '.join(sorted(_REPLY_KEYS))})"
+            f"(known: {', '.join(sorted(known))})"
         )
+
+
+def _check_reply(reply: Any, where: str) -> dict[str, Any]:
+    if not isinstance(reply, dict):
+        raise ScriptError(f'{where}: expected an object like {{"text": "..."}}')
+    _known_keys(reply, _REPLY_KEYS, where)
     if not isinstance(reply.get("text", ""), str):
         raise ScriptError(f"{where}.text: expected a string")
     delay = reply.get("delay", 0.0)
@@ -88,12 +92,7 @@ def template_from_json(obj: Any, source: str = "script") -> SyntheticCall:
     shape."""
     if not isinstance(obj, dict):
         raise ScriptError(f"{source}: expected a JSON object with turns, llm, metadata")
-    unknown = set(obj) - _SCRIPT_KEYS
-    if unknown:
-        raise ScriptError(
-            f"{source}: unknown key(s) {', '.join(sorted(unknown))} "
-            f"(known: {', '.join(sorted(_SCRIPT_KEYS))})"
-        )
+    _known_keys(obj, _SCRIPT_KEYS, source)
     turns = obj.get("turns", list(DEFAULT_TURNS))
     if not isinstance(turns, list) or not all(isinstance(t, str) for t in turns):
         raise ScriptError(f"{source}: turns: expected a list of strings")
