@@ -9,6 +9,8 @@ import json
 import os
 import selectors
 import signal
+import socket
+import stat
 import subprocess
 import sys
 import time
@@ -20,12 +22,13 @@ from typing import Any
 
 import pytest
 
-from sip.sipp import HAVE_SIPP, HOST, SippResult, prepare_workdir, run_sipp
+from sip.sipp import HAVE_SIPP, HOST, SippResult, free_udp_port, prepare_workdir, run_sipp
 from voxlane.cli.main import main
 
 from .helpers import AGENT
 
 RECEPTIONIST = Path(__file__).parents[2] / "examples" / "receptionist.py"
+GATED = Path(__file__).parent / "agents" / "gated.py"
 
 CALLS = 5
 
@@ -58,12 +61,27 @@ def _metric(port: int, name: str) -> float:
     return 0.0
 
 
-def _healthz(port: int) -> int:
+def _health(port: int) -> tuple[int, str]:
+    """/healthz: status and body."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as resp:
-            return int(resp.status)
+            return int(resp.status), resp.read().decode().strip()
     except urllib.error.HTTPError as exc:
-        return int(exc.code)
+        return int(exc.code), exc.read().decode().strip()
+
+
+def _free_tcp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _no_line(proc: subprocess.Popen[str], timeout: float) -> bool:
+    """Nothing more on the worker's stdout within ``timeout``."""
+    assert proc.stdout is not None
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        return not sel.select(timeout)
 
 
 def _wait_active(proc: subprocess.Popen[str], port: int, n: int, timeout: float) -> None:
@@ -140,8 +158,12 @@ def test_second_signal_forces_at_once(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "args",
-    [[], ["--sip", "127.0.0.1:5060", "--synthetic", "1"], ["--sip", "nowhere"],
-     ["--sip", "127.0.0.1:0", "--rtp-ports", "a-b"]],
+    [
+        [],
+        ["--sip", "127.0.0.1:5060", "--synthetic", "1"],
+        ["--sip", "nowhere"],
+        ["--sip", "127.0.0.1:0", "--rtp-ports", "a-b"],
+    ],
 )
 def test_start_needs_exactly_one_valid_call_source(
     tmp_path: Path, capsys: Any, args: list[str]
@@ -154,9 +176,10 @@ def test_start_needs_exactly_one_valid_call_source(
 def _sip_worker_call(
     tmp_path: Path, agent: Path, scenario: str, *extra: str
 ) -> Iterator[tuple[SippResult, subprocess.Popen[str], dict[str, Any]]]:
-    """Start ``voxlane start --sip`` on a free port, wait until it takes calls (/healthz),
-    place one sipp call; yield sipp's result, the running worker and its started line. The
-    worker is killed (by PID) on the way out if the test did not stop it."""
+    """Start ``voxlane start --sip`` on a free port, wait for its started line (it takes
+    calls from then on), place one sipp call; yield sipp's result, the running worker and
+    its started line. The worker is killed (by PID) on the way out if the test did not
+    stop it."""
     (tmp_path / "sipp").mkdir()
     workdir = prepare_workdir(tmp_path / "sipp")
     cmd = [sys.executable, "-m", "voxlane.cli.main", "start", str(agent),
@@ -166,10 +189,6 @@ def _sip_worker_call(
     try:
         started = _line(proc, 60)
         sip_port = int(started["sip"].rpartition(":")[2])
-        deadline = time.monotonic() + 20
-        while _healthz(int(started["metrics_port"])) != 200:  # pool warm: calls are taken
-            assert time.monotonic() < deadline and proc.poll() is None, "never ready"
-            time.sleep(0.1)
         result = asyncio.run(run_sipp(workdir, scenario, sip_port, timeout_s=40))
         yield result, proc, started
     finally:
@@ -182,9 +201,11 @@ def _sip_worker_call(
 def test_sip_calls_through_voxlane_start(tmp_path: Path) -> None:
     """``voxlane start --sip``: a real sipp call mid-reply hangup, then SIGTERM; the call's
     job reports a clean close, /metrics counts it, the worker exits 0."""
-    with _sip_worker_call(
-        tmp_path, AGENT, "uac_bye_mid_reply.xml", "--rtp-timeout", "5"
-    ) as (result, proc, started):
+    with _sip_worker_call(tmp_path, AGENT, "uac_bye_mid_reply.xml", "--rtp-timeout", "5") as (
+        result,
+        proc,
+        started,
+    ):
         metrics_port = int(started["metrics_port"])
         deadline = time.monotonic() + 5
         while _metric(metrics_port, 'voxlane_jobs_total{outcome="closed"}') < 1:
@@ -202,6 +223,53 @@ def test_sip_calls_through_voxlane_start(tmp_path: Path) -> None:
     assert report["close"]["open_connections_after"] == 0
     assert report["sip"]["rtp"]["loud_packets_out"] > 25
     assert report["job"]["pid"] != proc.pid
+
+
+@pytest.mark.skipif(not HAVE_SIPP, reason="sipp (sip-tester) not installed")
+def test_started_is_announced_once_calls_are_taken(tmp_path: Path) -> None:
+    """While the job pool warms (the gated agent file holds every job process's import),
+    /healthz says "starting" (503), INVITEs are turned away with 503, and nothing is
+    announced; once warm, "started" — and the very first INVITE after it is answered."""
+    gate = tmp_path / "gate"
+    workdir = prepare_workdir(tmp_path)
+    metrics_port, sip_port = _free_tcp_port(), free_udp_port()
+    cmd = [sys.executable, "-m", "voxlane.cli.main", "start", str(GATED),
+           "--reports", str(tmp_path / "reports"), "--metrics-port", str(metrics_port),
+           "--max-jobs", "1", "--sip", f"{HOST}:{sip_port}", "--report-mode", "0640"]  # fmt: skip
+    env = {**os.environ, "VOXLANE_TEST_GATE": str(gate)}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # until the metrics server listens
+            try:
+                health = _health(metrics_port)
+                break
+            except urllib.error.URLError:
+                assert time.monotonic() < deadline and proc.poll() is None, "no /healthz"
+                time.sleep(0.1)
+        assert health == (503, "starting")
+        turned_away = asyncio.run(run_sipp(workdir, "uac_expect_503.xml", sip_port, timeout_s=10))
+        assert turned_away.returncode == 0, turned_away.errors or turned_away.stdout
+        assert _no_line(proc, 0.5), "announced before it takes calls"
+        assert _health(metrics_port) == (503, "starting")
+
+        gate.touch()  # the job process finishes loading the agent: the pool is warm
+        started = _line(proc, 60)
+        assert started["event"] == "started" and started["sip"] == f"{HOST}:{sip_port}"
+        assert _health(metrics_port) == (200, "ok")
+        first = asyncio.run(run_sipp(workdir, "uac_bye_mid_reply.xml", sip_port, timeout_s=40))
+        assert first.returncode == 0, first.errors or first.stdout  # 200 OK, not 503
+        proc.send_signal(signal.SIGTERM)
+        assert _stop_and_wait(proc, 15) == 0
+        stopped = _line(proc, 5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    assert stopped["outcomes"] == {"closed": 1} and stopped["rejected"] == 1
+    (path,) = (tmp_path / "reports").glob("*.json")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640  # --report-mode
+    assert json.loads(path.read_text())["sip"]["ended_by"] == "caller_bye"
 
 
 def test_loop_blocking_tool_is_killed_within_the_default_close_timeout(tmp_path: Path) -> None:

@@ -50,7 +50,8 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 async def start_worker(
     tmp_path: Path, *, max_jobs: int = 2, ladder: LadderConfig = FAST_LADDER, **sip: Any
 ) -> tuple[Worker, SipCallSource, asyncio.Task[int]]:
-    source = SipCallSource(SipSourceConfig(host=HOST, port=0, rtp_timeout_s=5.0, **sip))
+    sip.setdefault("rtp_timeout_s", 5.0)
+    source = SipCallSource(SipSourceConfig(host=HOST, port=0, **sip))
     await source.open()
     config = WorkerConfig(
         agent_file=AGENT,
@@ -62,11 +63,8 @@ async def start_worker(
     )
     worker = Worker(config, source)
     task = asyncio.ensure_future(worker.run())
-    for _ in range(300):  # until the pool is warm and the source is serving
-        if worker.state is WorkerState.RUNNING and worker.pool.idle_count == max_jobs:
-            break
-        await asyncio.sleep(0.05)
-    await asyncio.sleep(0.1)
+    assert await worker.wait_ready(30.0), "the worker never took calls"  # pool warm, serving
+    assert worker.state is WorkerState.RUNNING and worker.pool.idle_count == max_jobs
     return worker, source, task
 
 
@@ -106,8 +104,7 @@ async def one_call(
 async def test_call_runs_in_a_job_and_hangup_mid_reply_closes_it(
     tmp_path: Path, workdir: Path
 ) -> None:
-    report, source = await one_call(tmp_path, workdir, "uac_bye_mid_reply.xml",
-                                    llm=(LONG_REPLY,))
+    report, source = await one_call(tmp_path, workdir, "uac_bye_mid_reply.xml", llm=(LONG_REPLY,))
     assert report["supervisor"]["outcome"] == "closed"
     assert report["supervisor"]["prewarmed"] is True
     assert report["job"]["pid"] != os.getpid()  # the session ran in the job process
@@ -117,6 +114,11 @@ async def test_call_runs_in_a_job_and_hangup_mid_reply_closes_it(
     assert close["duration_ms"] <= 4000 and close["abandoned"] == []
     sip = report["sip"]
     assert sip["disconnect_reason"] == "hangup"
+    # The signaling side, in the standalone server's words (docs/sip.md).
+    assert sip["ended_by"] == "caller_bye" and sip["dialog_reason"] == "bye"
+    assert sip["answered"] is True and sip["codec"] == "PCMU"
+    assert sip["source"].startswith(f"{HOST}:") and sip["from"].startswith("sip:sipp@")
+    assert sip["talk_s"] > 1.0 and 0 <= sip["ring_s"] < 5.0
     assert sip["rtp"]["packets_in"] > 100  # the caller's speech reached the job's socket
     assert sip["rtp"]["loud_packets_out"] > 25  # the agent's reply went back over RTP
     assert any(m["role"] == "user" for m in report["history"])
@@ -129,8 +131,13 @@ async def test_loop_blocking_tool_is_killed_and_the_caller_gets_bye(
 ) -> None:
     ladder = LadderConfig(job_close_timeout=2.0, sigterm_timeout=0.5, heartbeat_timeout=1.0)
     # The caller talks, then waits (up to 20 s) for our BYE and answers it.
-    report, _ = await one_call(tmp_path, workdir, "uac_answer_bye.xml", ladder=ladder,
-                               llm=after_first_turn("block", seconds=60))
+    report, _ = await one_call(
+        tmp_path,
+        workdir,
+        "uac_answer_bye.xml",
+        ladder=ladder,
+        llm=after_first_turn("block", seconds=60),
+    )
     sup = report["supervisor"]
     assert sup["outcome"] == JobOutcome.KILLED_AFTER_SIGTERM.value, sup
     assert sup["unresponsive"] is True and sup["returncode"] == -15
@@ -139,6 +146,8 @@ async def test_loop_blocking_tool_is_killed_and_the_caller_gets_bye(
     assert times["ended"] - times["sigterm_sent"] <= (ladder.sigterm_timeout + 1.0) * 1000
     assert report["close"]["reason"] == "job_killed_after_sigterm"
     assert report["close"]["open_connections_after"] == 0
+    # The job could not report: the worker's sip block still says how the call ended.
+    assert report["sip"]["ended_by"] == "error" and report["sip"]["answered"] is True
 
 
 async def test_blocked_job_after_caller_bye_is_killed_within_the_close_timeout(
@@ -148,12 +157,18 @@ async def test_blocked_job_after_caller_bye_is_killed_within_the_close_timeout(
     # the close request, then the ladder, must end it.
     ladder = LadderConfig(job_close_timeout=2.0, sigterm_timeout=0.5, heartbeat_timeout=30.0)
     # sipp passes only if its BYE was answered: the worker's signaling does so at once.
-    report, _ = await one_call(tmp_path, workdir, "uac_bye_mid_reply.xml", ladder=ladder,
-                               llm=after_first_turn("block", seconds=60))
+    report, _ = await one_call(
+        tmp_path,
+        workdir,
+        "uac_bye_mid_reply.xml",
+        ladder=ladder,
+        llm=after_first_turn("block", seconds=60),
+    )
     sup = report["supervisor"]
     assert sup["outcome"] == JobOutcome.KILLED_AFTER_SIGTERM.value, sup
     times = sup["rung_times_ms"]
     assert times["ended"] - times["close_requested"] <= BOUND * 1000
+    assert report["sip"]["ended_by"] == "caller_bye"
 
 
 async def test_crashing_job_hangs_up_its_caller_and_others_are_unaffected(
@@ -178,9 +193,11 @@ async def test_crashing_job_hangs_up_its_caller_and_others_are_unaffected(
         if outcome is JobOutcome.CRASHED:
             assert report["supervisor"]["returncode"] == 3
             assert report["close"]["reason"] == "job_crashed"
+            assert report["sip"]["ended_by"] == "error"
         else:
             assert report["close"]["reason"] == "participant_disconnected"
             assert report["sip"]["rtp"]["loud_packets_out"] > 25
+            assert report["sip"]["ended_by"] == "caller_bye"
         assert report["close"]["open_connections_after"] == 0
 
 
@@ -224,4 +241,123 @@ async def test_draining_worker_answers_503_and_lets_the_call_finish(
     assert_sipp_ok(turned_away)
     assert_sipp_ok(result)
     assert list(source.ended.values()) == [JobOutcome.CLOSED]
-    assert only_report(tmp_path, source)["close"]["reason"] == "participant_disconnected"
+    report = only_report(tmp_path, source)
+    assert report["close"]["reason"] == "participant_disconnected"
+    assert report["sip"]["ended_by"] == "caller_bye"
+
+
+@pytest.mark.parametrize(
+    ("scenario", "worker", "ended_by", "room"),
+    [
+        # The agent's tool ends the call: the session closes first, we send BYE.
+        ("uac_answer_bye.xml", {"llm": after_first_turn("hang_up")}, "agent_hangup", None),
+        # The caller goes silent (and never hangs up): RTP timeout, we send BYE.
+        ("uac_no_bye.xml", {"llm": (LONG_REPLY,), "rtp_timeout_s": 2.0}, "rtp_timeout", "timeout"),
+        # The call outlasts max_call_s: we hang up.
+        (
+            "uac_answer_bye.xml",
+            {"llm": (LONG_REPLY,), "max_call_s": 3.0},
+            "max_duration",
+            "room_closed",
+        ),
+    ],
+    ids=["agent_hangup", "rtp_timeout", "max_duration"],
+)
+async def test_our_side_ends_the_call_and_the_report_says_how(
+    tmp_path: Path,
+    workdir: Path,
+    scenario: str,
+    worker: dict[str, Any],
+    ended_by: str,
+    room: str | None,
+) -> None:
+    report, _ = await one_call(tmp_path, workdir, scenario, **worker)
+    sip = report["sip"]
+    assert (sip["ended_by"], sip["disconnect_reason"]) == (ended_by, room), sip
+    assert sip["dialog_reason"] is None  # the dialog was up until our BYE
+    assert sip["answered"] is True
+    assert report["supervisor"]["outcome"] == "closed"
+    assert report["close"]["open_connections_after"] == 0
+
+
+async def test_forced_stop_mid_call_reports_server_shutdown(tmp_path: Path, workdir: Path) -> None:
+    worker, source, task = await start_worker(tmp_path, llm=(LONG_REPLY,))
+    try:
+        call = asyncio.ensure_future(run_sipp(workdir, "uac_answer_bye.xml", source.port))
+        for _ in range(200):
+            if source.answered == 1:
+                break
+            await asyncio.sleep(0.05)
+        assert source.answered == 1
+        worker.stop()
+        worker.stop()  # force: every job is asked to close (job_shutdown), the caller gets BYE
+        result = await call
+    finally:
+        assert await stop_worker(worker, task) == 0
+    assert_sipp_ok(result)
+    report = only_report(tmp_path, source)
+    assert report["supervisor"]["close_requests"] == ["job_shutdown"]
+    assert report["sip"]["ended_by"] == "server_shutdown"
+
+
+# A caller that never ACKs our 200 OK (a spoofed INVITE, say): it answers the BYE the
+# SIP core may send when the ACK timer (64·T1) fires, and is done either way.
+UAC_NO_ACK = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="voxlane uac: no ACK">
+  <send retrans="500">
+    <![CDATA[
+
+      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag[call_number]
+      To: [service] <sip:[service]@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: 1 INVITE
+      Contact: sip:sipp@[local_ip]:[local_port]
+      Max-Forwards: 70
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [auto_media_port] RTP/AVP 0
+      a=rtpmap:0 PCMU/8000
+
+    ]]>
+  </send>
+  <recv response="100" optional="true"/>
+  <recv response="200"/>
+  <recv request="BYE" timeout="15000" ontimeout="done"/>
+  <send>
+    <![CDATA[
+
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <label id="done"/>
+</scenario>
+"""
+
+
+async def test_unacked_invite_reports_no_ack(tmp_path: Path, workdir: Path) -> None:
+    (workdir / "uac_worker_no_ack.xml").write_text(UAC_NO_ACK)
+    # T1 = 50 ms: the ACK timer fires after 3.2 s; RTP may stay silent for longer.
+    report, source = await one_call(
+        tmp_path, workdir, "uac_worker_no_ack.xml", t1=0.05, rtp_timeout_s=30.0, llm=(LONG_REPLY,)
+    )
+    sip = report["sip"]
+    assert sip["ended_by"] == "no_ack", sip
+    assert sip["answered"] is False  # 200 OK sent, never ACKed
+    assert report["close"]["open_connections_after"] == 0
+    assert source.answered == 1

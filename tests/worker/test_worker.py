@@ -117,6 +117,60 @@ async def test_broken_agent_file_fails_fast(tmp_path: Path) -> None:
     broken.write_text("raise RuntimeError('broken agent')\n")
     worker, source = make_worker(tmp_path, [SyntheticCall(call_id="never")], agent_file=broken)
     t0 = asyncio.get_running_loop().time()
+    ready = asyncio.ensure_future(worker.wait_ready(15.0))
     assert await run_bounded(worker, 15.0) == 1
     assert asyncio.get_running_loop().time() - t0 < 10.0
+    assert source.offered == []
+    assert await ready is False  # never ready: never announced
+    assert worker.metrics.health == "starting"
+
+
+GATED = Path(__file__).parent / "agents" / "gated.py"
+
+
+async def test_health_says_starting_until_the_pool_is_warm(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/healthz: "starting" (503) while the job processes load the agent, "ok" (200) once
+    the worker takes calls, "draining" (503) once it stops taking them."""
+    gate = tmp_path / "gate"
+    monkeypatch.setenv("VOXLANE_TEST_GATE", str(gate))  # inherited by the job processes
+    metrics = WorkerMetrics()
+    calls = [SyntheticCall(call_id="gated", hangup_after=0.5, llm=(GREETING,))]
+    worker, source = make_worker(tmp_path, calls, metrics, agent_file=GATED)
+    server = MetricsServer(metrics)
+    port = await server.start()
+    run = asyncio.ensure_future(run_bounded(worker, 30.0))
+    try:
+        for _ in range(10):  # the warm-up is held at the gate: STARTING, not taking calls
+            await asyncio.sleep(0.1)
+            assert await _get(port, "/healthz") == (503, "starting\n")
+            assert worker.state is WorkerState.STARTING and not worker.ready
+        assert source.offered == []
+        gate.touch()
+        assert await worker.wait_ready(20.0)
+        assert await _get(port, "/healthz") == (200, "ok\n")
+        assert source.offered == ["gated"]  # the first call came once ready
+        assert await run == 0  # the finite source is done: drained and stopped
+        assert await _get(port, "/healthz") == (503, "draining\n")
+    finally:
+        if not run.done():
+            worker.stop()
+            worker.stop()
+            await asyncio.wait({run}, timeout=15)
+        await server.aclose()
+
+
+async def test_stop_while_starting_never_becomes_ready(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VOXLANE_TEST_GATE", str(tmp_path / "never"))
+    worker, source = make_worker(tmp_path, [SyntheticCall(call_id="x")], agent_file=GATED)
+    run = asyncio.ensure_future(run_bounded(worker, 20.0))
+    ready = asyncio.ensure_future(worker.wait_ready(20.0))
+    await asyncio.sleep(0.5)
+    worker.stop()
+    assert await ready is False
+    assert worker.metrics.health == "draining"
+    assert await run == 0
     assert source.offered == []

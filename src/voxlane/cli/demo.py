@@ -11,28 +11,26 @@ recording. Both print the live transcript, then the teardown report, and write
 from __future__ import annotations
 
 import asyncio
-import wave
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from rich.console import Console
 
 from voxlane.aio.clock import DEFAULT_CLOCK
 from voxlane.cli.progress import dim_progress
 from voxlane.cli.recording import write_call_wav
 from voxlane.media import AudioFrame
-from voxlane.resample import StreamResampler
 from voxlane.runners.loader import load_agent_factory
 from voxlane.testing.caller import ScriptedCaller
 from voxlane.testing.fakes import FakeLLM, FakeReply, FakeSTT, FakeTTS, FakeVAD
 from voxlane.transports.local import CallRecorder, LocalRoom
 from voxlane.voice.agent import Agent
 from voxlane.voice.events import AgentState, AgentStateChanged, ConversationItemAdded
-from voxlane.voice.report import write_json_durably
+from voxlane.voice.report import REPORT_MODE, write_json_durably
 from voxlane.voice.session import AgentSession
+from voxlane.wav import read_wav
 
 CALLER_TURNS = [
     "I would like to book a cleaning on tuesday morning",
@@ -126,8 +124,10 @@ async def run_call(
     out: Path,
     console: Console,
     title: str,
+    report_mode: int = REPORT_MODE,
 ) -> DemoResult:
-    """Run one call on a local room with ``script`` as the caller; write the outputs."""
+    """Run one call on a local room with ``script`` as the caller; write the outputs
+    (``report.json`` and ``call.wav``, both with file mode ``report_mode``)."""
     recorder = CallRecorder(DEFAULT_CLOCK)
     room = LocalRoom("demo", recorder=recorder)
     caller = ScriptedCaller(room, stt=session.stt if isinstance(session.stt, FakeSTT) else None)
@@ -147,13 +147,15 @@ async def run_call(
     console.rule("teardown report")
     console.print(event.report.summary(), markup=False, highlight=False)
     report = session.report_dict()
-    write_json_durably(out / "report.json", report)
-    seconds = write_call_wav(recorder, out / "call.wav")
+    write_json_durably(out / "report.json", report, mode=report_mode)
+    seconds = write_call_wav(recorder, out / "call.wav", mode=report_mode)
     console.print(f"wrote {out / 'report.json'} and {out / 'call.wav'} ({seconds:.1f} s)")
     return DemoResult(report, seconds)
 
 
-async def run_fake_demo(out: Path, agent_file: Path, console: Console) -> DemoResult:
+async def run_fake_demo(
+    out: Path, agent_file: Path, console: Console, *, report_mode: int = REPORT_MODE
+) -> DemoResult:
     session = AgentSession(
         stt=FakeSTT(), vad=FakeVAD(), llm=FakeLLM(SCRIPTED_LLM), tts=FakeTTS(), close_timeout=4.0
     )
@@ -168,6 +170,7 @@ async def run_fake_demo(out: Path, agent_file: Path, console: Console) -> DemoRe
         out=out,
         console=console,
         title="voxlane demo (fake providers): a call to the receptionist",
+        report_mode=report_mode,
     )
 
 
@@ -181,7 +184,13 @@ async def _synthesize(tts: Any, text: str) -> AudioFrame:
 
 
 async def run_local_demo(
-    out: Path, agent_file: Path, console: Console, *, scripted_llm: bool = False, **stack: Any
+    out: Path,
+    agent_file: Path,
+    console: Console,
+    *,
+    scripted_llm: bool = False,
+    report_mode: int = REPORT_MODE,
+    **stack: Any,
 ) -> DemoResult:
     from voxlane.runners.stack import local_stack
 
@@ -201,18 +210,8 @@ async def run_local_demo(
             out=out,
             console=console,
             title="voxlane demo (local engines): a call to the receptionist",
+            report_mode=report_mode,
         )
-
-
-def read_wav_16k(path: Path) -> AudioFrame:
-    """A WAV file as 16 kHz mono PCM16 (channels mixed down, resampled with soxr)."""
-    with wave.open(str(path)) as w:
-        if w.getsampwidth() != 2:
-            raise ValueError(f"{path}: only 16-bit PCM WAV files are supported")
-        rate, channels = w.getframerate(), w.getnchannels()
-        x = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, channels)
-    mono = x.mean(axis=1).astype("<i2")
-    return StreamResampler(rate, 16000).push(AudioFrame.from_numpy(mono, rate), last=True)
 
 
 async def run_console(
@@ -222,12 +221,13 @@ async def run_console(
     console: Console,
     *,
     scripted_llm: bool = False,
+    report_mode: int = REPORT_MODE,
     **stack: Any,
 ) -> DemoResult:
     """Your recording is the caller: it is played in, the agent replies, then hang up."""
     from voxlane.runners.stack import local_stack
 
-    audio = read_wav_16k(recording)
+    audio = read_wav(recording, sample_rate=16000)  # any PCM/float WAV; WavError if not
     factory = load_agent_factory(agent_file)
     llm = FakeLLM(SCRIPTED_LLM) if scripted_llm else None
     async with local_stack(progress=dim_progress(console), llm=llm, **stack) as st:
@@ -249,4 +249,5 @@ async def run_console(
             out=out,
             console=console,
             title=f"voxlane console: {recording.name}",
+            report_mode=report_mode,
         )

@@ -7,10 +7,12 @@ import asyncio
 import logging
 import sys
 from collections.abc import Coroutine
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
+
+from voxlane.cli import options as opt
 
 
 def _run_call(coro: Coroutine[Any, Any, Any], *, fast: bool, console: Console) -> int:
@@ -25,8 +27,11 @@ def _run_call(coro: Coroutine[Any, Any, Any], *, fast: bool, console: Console) -
         with asyncio.Runner(loop_factory=VirtualTimeLoop if fast else None) as runner:
             result = runner.run(coro)
             release_all()
-    except (AgentFileError, LlamaServerError, EngineError, ModuleNotFoundError) as exc:
-        console.print(f"[red]error:[/] {exc}")
+    except AgentFileError as exc:
+        console.print(f"[red]error:[/] {escape(str(exc))}")
+        return 2
+    except (LlamaServerError, EngineError, ModuleNotFoundError) as exc:
+        console.print(f"[red]error:[/] {escape(str(exc))}")
         console.print("[dim]the local stack is installed by `make demo`; or use --fake[/]")
         return 2
     return 0 if result.report["close"]["open_connections_after"] == 0 else 1
@@ -44,11 +49,17 @@ def _demo(args: argparse.Namespace) -> int:
     from voxlane.cli.demo import run_fake_demo, run_local_demo
 
     console = Console(highlight=False)
-    out, agent = Path(args.out), Path(args.agent)
+    out, agent, mode = args.out, args.agent, args.report_mode
     if args.fake:
-        return _run_call(run_fake_demo(out, agent, console), fast=args.fast, console=console)
+        coro = run_fake_demo(out, agent, console, report_mode=mode)
+        return _run_call(coro, fast=args.fast, console=console)
     coro = run_local_demo(
-        out, agent, console, scripted_llm=args.llm == "scripted", **_stack_options(args)
+        out,
+        agent,
+        console,
+        scripted_llm=args.llm == "scripted",
+        report_mode=mode,
+        **_stack_options(args),
     )
     return _run_call(coro, fast=False, console=console)
 
@@ -58,11 +69,12 @@ def _console(args: argparse.Namespace) -> int:
 
     console = Console(highlight=False)
     coro = run_console(
-        Path(args.input),
-        Path(args.out),
-        Path(args.agent),
+        args.input,
+        args.out,
+        args.agent,
         console,
         scripted_llm=args.llm == "scripted",
+        report_mode=args.report_mode,
         **_stack_options(args),
     )
     return _run_call(coro, fast=False, console=console)
@@ -75,23 +87,44 @@ def _gateway(argv: list[str]) -> int:
 
 
 def _add_stack_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--gateway", help="use this gateway (ws://HOST:PORT) instead of starting one")
+    p.add_argument(
+        "--gateway",
+        type=opt.gateway_url,
+        metavar="URL",
+        help="use this gateway (ws://HOST:PORT) instead of starting one",
+    )
     p.add_argument("--api-key", help="the gateway's API key (with --gateway)")
     p.add_argument("--stt-engine", default="whisper", choices=["whisper", "pocketsphinx"])
-    p.add_argument("--agent", default="examples/receptionist.py", help="agent file")
+    p.add_argument(
+        "--agent",
+        type=opt.agent_file,
+        default="examples/receptionist.py",
+        help="agent file (default: %(default)s)",
+    )
+    opt.add_report_mode(p)
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["gateway"]:
-        return _gateway(argv[1:])  # the gateway has its own parser
-    parser = argparse.ArgumentParser(prog="voxlane", description="voxlane voice agents")
-    parser.add_argument("--log-level", default="WARNING")
+def build_parser() -> argparse.ArgumentParser:
+    """The ``voxlane`` parser (``gateway`` has its own, see voxlane.gateway.cli)."""
+    parser = opt.Parser(prog="voxlane", description="voxlane voice agents")
+    parser.add_argument(
+        "--log-level",
+        type=opt.log_level,
+        default="WARNING",
+        help="DEBUG, INFO, WARNING (default), ERROR",
+    )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the traceback of an error (also: VOXLANE_DEBUG=1)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("gateway", help="run the local inference gateway (see: voxlane gateway -h)")
 
     demo = sub.add_parser("demo", help="a scripted call to an agent on the local room")
-    demo.add_argument("--out", default="out/demo", help="directory for report.json, call.wav")
+    demo.add_argument(
+        "--out", type=opt.out_dir, default="out/demo", help="directory for report.json, call.wav"
+    )
     demo.add_argument("--fake", action="store_true", help="fake providers instead of engines")
     demo.add_argument("--fast", action="store_true", help="with --fake: run on virtual time")
     demo.add_argument("--llm", default="local", choices=["local", "scripted"])
@@ -99,8 +132,16 @@ def main(argv: list[str] | None = None) -> int:
     demo.set_defaults(func=_demo)
 
     con = sub.add_parser("console", help="call an agent with your own recording")
-    con.add_argument("--input", required=True, help="a 16-bit PCM WAV file (any rate)")
-    con.add_argument("--out", default="out/console")
+    con.add_argument(
+        "--input",
+        required=True,
+        type=opt.wav_file,
+        metavar="WAV",
+        help="a WAV file: PCM 8/16/24/32-bit or float, any rate, any channels",
+    )
+    con.add_argument(
+        "--out", type=opt.out_dir, default="out/console", help="directory for report.json, call.wav"
+    )
     con.add_argument("--llm", default="local", choices=["local", "scripted"])
     _add_stack_options(con)
     con.set_defaults(func=_console)
@@ -116,10 +157,38 @@ def main(argv: list[str] | None = None) -> int:
     start = sub.add_parser("start", help="run a worker: each call in its own job process")
     add_arguments(start)
     start.set_defaults(func=run_start)
+    return parser
 
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s %(message)s")
-    return int(args.func(args))
+
+def main(argv: list[str] | None = None) -> int:
+    """``voxlane``: parse (a mistake: one line on stderr, exit 2), run the subcommand.
+    An error that reaches here — voxlane's own (``VoxlaneError``), the OS's (a port in use,
+    a directory we may not write) or an agent file's — is one line and exit 2, never a
+    traceback (``--debug`` or ``VOXLANE_DEBUG=1`` shows it)."""
+    from voxlane.errors import VoxlaneError
+    from voxlane.runners.loader import AgentFileError
+
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["gateway"]:
+        return _gateway(argv[1:])  # the gateway has its own parser
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # -h (0) or a mistake, already printed as one line (2)
+        return exc.code if isinstance(exc.code, int) else 2
+    prog = f"voxlane {args.command}"
+    problem = opt.gateway_problem(args)
+    if problem is not None:
+        return opt.fail(prog, f"{problem} (see {prog} -h)")
+    logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s %(message)s")
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+    except (VoxlaneError, AgentFileError, OSError) as exc:
+        if opt.debug_enabled(args):
+            raise
+        return opt.fail(prog, str(exc) or type(exc).__name__)
 
 
 if __name__ == "__main__":

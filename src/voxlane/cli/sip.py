@@ -17,6 +17,7 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+from voxlane.cli import options as opt
 from voxlane.runners.loader import AgentFileError, load_agent_factory
 from voxlane.runners.sip_server import Providers, SipServerConfig, serve_sip
 from voxlane.voice.agent import Agent
@@ -55,54 +56,45 @@ async def open_providers(args: argparse.Namespace) -> AsyncIterator[Callable[[],
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("agent", help="agent file (create_agent() or one Agent subclass)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind and advertise")
-    parser.add_argument("--port", type=int, default=5060, help="SIP UDP port (0: any free)")
-    parser.add_argument("--reports", default="out/sip", help="directory for <call-id>.json")
+    parser.add_argument("agent", type=opt.agent_file,
+                        help="agent file (create_agent() or one Agent subclass)")
+    parser.add_argument("--host", type=opt.host_address, default="127.0.0.1",
+                        help="IP address to bind and advertise")
+    parser.add_argument("--port", type=opt.port, default=5060, help="SIP UDP port (0: any free)")
+    parser.add_argument("--reports", type=opt.out_dir, default="out/sip",
+                        help="directory for <call-id>.json")
+    opt.add_report_mode(parser)
     parser.add_argument("--providers", default="fake", choices=PROVIDERS,
                         help="fake: energy-based fakes; local: real local engines")
-    parser.add_argument("--gateway", default=None, metavar="URL",
+    parser.add_argument("--gateway", type=opt.gateway_url, default=None, metavar="URL",
                         help="with --providers local: use this gateway (ws://...)")
     parser.add_argument("--api-key", default=None, help="the --gateway's API key")
     parser.add_argument("--stt-engine", default="whisper", choices=["whisper", "pocketsphinx"])
-    parser.add_argument("--max-calls", type=int, default=10)
-    parser.add_argument("--allow", action="append", default=None, metavar="CIDR",
-                        help="accept calls only from these sources (repeatable)")
-    parser.add_argument("--rtp-ports", default=None, metavar="LOW-HIGH",
+    parser.add_argument("--max-calls", type=opt.positive_int, default=10)
+    parser.add_argument("--allow", type=opt.cidr, action="append", default=None,
+                        metavar="CIDR", help="accept calls only from these sources (repeatable)")
+    parser.add_argument("--rtp-ports", type=opt.port_range, default=None, metavar="LOW-HIGH",
                         help="RTP port range (default: ephemeral ports)")
-    parser.add_argument("--rtp-timeout", type=float, default=10.0,
+    parser.add_argument("--rtp-timeout", type=opt.positive_float, default=10.0,
                         help="seconds without RTP after which the caller is gone")
-    parser.add_argument("--answer-delay", type=float, default=0.0,
+    parser.add_argument("--answer-delay", type=opt.non_negative_float, default=0.0,
                         help="ring this long before answering")
-    parser.add_argument("--close-timeout", type=float, default=4.0)
-    parser.add_argument("--max-call-seconds", type=float, default=4 * 3600.0,
+    parser.add_argument("--close-timeout", type=opt.non_negative_float, default=4.0)
+    parser.add_argument("--max-call-seconds", type=opt.positive_float, default=4 * 3600.0,
                         help="hang up calls that last longer than this")
-    parser.add_argument("--retry-after", type=_retry_after, default=5, metavar="SECONDS",
+    parser.add_argument("--retry-after", type=opt.retry_after, default=5, metavar="SECONDS",
                         help="Retry-After of every 503 (full, shutting down; default 5)")
 
 
-def _retry_after(text: str) -> int:
-    """argparse type of ``--retry-after``: whole seconds, 0..86400 (a one-line error)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number of seconds: {text!r}") from None
-    if not 0 <= value <= 86400:
-        raise argparse.ArgumentTypeError(f"must be 0..86400 seconds, got {value}")
-    return value
-
-
 def _config(args: argparse.Namespace) -> SipServerConfig:
-    ports = None
-    if args.rtp_ports:
-        low, _, high = args.rtp_ports.partition("-")
-        ports = (int(low), int(high or low))
     return SipServerConfig(
         host=args.host, port=args.port, max_calls=args.max_calls,
-        allowed_sources=tuple(args.allow) if args.allow else None, rtp_port_range=ports,
+        allowed_sources=tuple(args.allow) if args.allow else None,
+        rtp_port_range=args.rtp_ports,
         rtp_timeout_s=args.rtp_timeout, answer_delay_s=args.answer_delay,
         close_timeout=args.close_timeout, max_call_s=args.max_call_seconds,
-        reports_dir=Path(args.reports), retry_after_s=args.retry_after)
+        reports_dir=Path(args.reports), retry_after_s=args.retry_after,
+        report_mode=args.report_mode)
 
 
 async def _serve(args: argparse.Namespace) -> int:
@@ -143,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
         code = runner.run(_serve(args))
     except (AgentFileError, OSError, LlamaServerError, EngineError, ModuleNotFoundError) as exc:
         # A missing engine, model or port: say which, exit 2 (nothing is left running).
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"voxlane sip: error: {exc}", file=sys.stderr)
         runner.close()
         return 2
     if any(not t.done() for t in abandoned_tasks()):

@@ -7,15 +7,14 @@ process and are shared.
 
 from __future__ import annotations
 
-import io
 import shutil
 import subprocess
 import threading
-import wave
 from collections.abc import Iterator
 from typing import Any, Protocol
 
 from voxlane.gateway.engines.base import EngineError
+from voxlane.wav import WavError, decode_wav
 
 
 class TtsEngine(Protocol):
@@ -77,9 +76,12 @@ class EspeakEngine:
             timeout=self.timeout_s,
             check=True,
         ).stdout
-        with wave.open(io.BytesIO(out)) as w:
-            self.sample_rate = w.getframerate()
-            yield w.readframes(w.getnframes())
+        try:  # mono PCM16, with the streaming placeholder as its data size
+            frame, fmt = decode_wav(out, name="espeak-ng output")
+        except WavError as exc:
+            raise EngineError(str(exc)) from exc
+        self.sample_rate = fmt.sample_rate
+        yield frame.data
 
 
 _ENGINES: dict[str, TtsEngine] = {}

@@ -110,6 +110,7 @@ class SipServerConfig:
     max_call_s: float = 4 * 3600.0
     reports_dir: Path | None = None
     retry_after_s: int = 5
+    report_mode: int = 0o600  # reports hold transcripts: owner only unless asked
     t1: float = 0.5
 
 
@@ -395,7 +396,7 @@ class SipServer:
             return
         path = self.config.reports_dir / f"{_UNSAFE.sub('_', call.call_id)[:200]}.json"
         try:
-            write_json_durably(path, report)
+            write_json_durably(path, report, mode=self.config.report_mode)
             self.reports.append(path)
         except OSError:
             self._report_errors += 1

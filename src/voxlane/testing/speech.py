@@ -11,13 +11,11 @@ import re
 import shutil
 import subprocess
 import tempfile
-import wave
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
 from voxlane.media import AudioFrame
+from voxlane.wav import read_wav
 
 _CACHE = Path(tempfile.gettempdir()) / "voxlane-speech-cache"
 
@@ -44,14 +42,7 @@ def synthesize(text: str, sample_rate: int = 16000, *, voice: str = "flite") -> 
         )
         subprocess.run(cmd, check=True, timeout=30, capture_output=True)
         tmp.replace(wav)
-    with wave.open(str(wav)) as w:
-        rate = w.getframerate()
-        samples = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
-    if rate != sample_rate:
-        import soxr
-
-        samples = soxr.resample(samples, rate, sample_rate)
-    return AudioFrame.from_numpy(np.asarray(samples, dtype="<i2"), sample_rate)
+    return read_wav(wav, sample_rate=sample_rate)
 
 
 def words(text: str) -> list[str]:

@@ -135,8 +135,15 @@ def session_report(
     }
 
 
-def write_json_durably(path: Path, obj: dict[str, Any]) -> None:
-    """Write, fsync, atomically rename: a reader sees the old file or the whole new one."""
+REPORT_MODE = 0o600
+"""The default file mode of reports: they hold transcripts, so only their owner reads
+them (the runners take a ``report_mode``; the CLI's ``--report-mode``)."""
+
+
+def write_json_durably(path: Path, obj: dict[str, Any], *, mode: int = REPORT_MODE) -> None:
+    """Write, fsync, atomically rename: a reader sees the old file or the whole new one.
+    The file gets exactly ``mode`` (default 0600: owner only), whatever the umask, before
+    it appears at ``path``; missing parent directories are made (umask applies)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
@@ -145,7 +152,7 @@ def write_json_durably(path: Path, obj: dict[str, Any]) -> None:
             f.write("\n")
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; reports are meant to be read by tools
+        os.chmod(tmp, mode)  # mkstemp made it 0600: widened only when asked
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -57,9 +57,15 @@ class WorkerMetrics:
         )
         self.accepted = Counter("voxlane_calls_accepted", "Calls accepted", registry=r)
         self.rejected = Counter("voxlane_calls_rejected", "Calls rejected", ["reason"], registry=r)
-        self.healthy = False
-        """``/healthz`` answers 200 while True: the worker takes calls (pool warm, not
-        stopping), 503 otherwise."""
+        self.health = "starting"
+        """What ``/healthz`` says: ``"ok"`` (200) while the worker takes calls (pool warm,
+        source serving); 503 with ``"starting"`` until then, ``"draining"`` once it stops
+        taking calls. Set by the worker."""
+
+    @property
+    def healthy(self) -> bool:
+        """Whether ``/healthz`` answers 200 (the worker takes calls)."""
+        return self.health == "ok"
 
     def record_job(
         self,
@@ -115,7 +121,7 @@ class MetricsServer:
             elif path.startswith("/healthz"):
                 ok = self.metrics.healthy
                 status = "200 OK" if ok else "503 Service Unavailable"
-                ctype, body = "text/plain", b"ok\n" if ok else b"draining\n"
+                ctype, body = "text/plain", f"{self.metrics.health}\n".encode()
             else:
                 status, ctype, body = "404 Not Found", "text/plain", b"not found\n"
             writer.write(

@@ -7,7 +7,9 @@ A call's life, between this source (worker process) and its job (:mod:`.sip_job`
                               └─ True: the worker starts the job with job_spec()
     job: RTP socket opened ─▶ CallEvent("media_ready", {"port"}) ─▶ 200 OK with our SDP
     BYE / CANCEL from the caller ─▶ sink.remote_hangup ─▶ the job's room: participant left
-    job ended, crashed or was killed ─▶ call_ended ─▶ BYE (answered) or 500/503 (not yet)
+    job ended, crashed or was killed ─▶ report_extra: the report's "sip" block gets the
+        signaling side (ended_by, ...) ─▶ report written ─▶ call_ended ─▶ BYE (answered)
+        or 500/503 (not yet)
 
 The job owns the RTP socket, so a job that is killed takes its media with it (the OS closes
 the socket); the worker still hangs up the caller. Everything SIP decides happens in the
@@ -53,6 +55,42 @@ log = logging.getLogger("voxlane.worker.sip")
 # What the caller's end of the dialog means for the job's room (DisconnectReason values).
 _HANGUP_REASONS = {"bye": "hangup", "cancel": "cancelled"}
 RECENT = 1000
+# Reasons the worker gives for turning a call away that mean "try again later" (503).
+_RETRY_LATER = {"busy", "starting"}
+
+# sip.ended_by, the vocabulary of the standalone SIP server (runners/sip_server.py):
+# the dialog's end, when the caller (or the lack of an ACK) ended it ...
+_DIALOG_ENDED_BY = {
+    "bye": "caller_bye",
+    "cancel": "cancel",
+    "ack_timeout": "no_ack",
+    "no_ack": "no_ack",
+}
+# ... else what the job's room saw (DisconnectReason values the job side sets itself).
+_ROOM_ENDED_BY = {"timeout": "rtp_timeout", "room_closed": "max_duration"}
+
+
+def sip_ended_by(dialog_reason: str | None, outcome: JobOutcome, report: dict[str, Any]) -> str:
+    """Who ended a worker's SIP call, in the words of ``voxlane sip``'s reports: the
+    caller's BYE/CANCEL or a missing ACK (``dialog_reason``, the core's reason) first;
+    then the worker forcing its jobs (``server_shutdown``); a job that crashed or was
+    killed (``error``); the job's room (``rtp_timeout``, ``max_duration``); a job that
+    could not run the call (``error``); else the session closed by itself
+    (``agent_hangup``). Pure."""
+    if dialog_reason is not None:
+        return _DIALOG_ENDED_BY.get(dialog_reason, dialog_reason)
+    close = report.get("close") or {}
+    requests = (report.get("supervisor") or {}).get("close_requests") or []
+    if "job_shutdown" in requests or close.get("reason") == "job_shutdown":
+        return "server_shutdown"
+    if outcome is not JobOutcome.CLOSED:
+        return "error"
+    room = (report.get("sip") or {}).get("disconnect_reason")
+    if room in _ROOM_ENDED_BY:
+        return _ROOM_ENDED_BY[room]
+    if report.get("session_id") is None:
+        return "error"  # the job could not run the call (no RTP port, a bad spec, ...)
+    return "agent_hangup"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -94,6 +132,7 @@ class SipCall:
         self.offer = offer
         self.negotiation = negotiation
         self.offered_at = source.clock.now()
+        self.confirmed_at: float | None = None
         self.answered = False
         self.terminated: str | None = None
         """The dialog's end as the core reported it (``bye``, ``cancel``, ...), or None."""
@@ -141,6 +180,34 @@ class SipCall:
         else:
             log.warning("call %s: unknown job event %r", self.call_id, name)
 
+    def report_extra(self, outcome: JobOutcome, report: dict[str, Any]) -> dict[str, Any]:
+        """The report's ``"sip"`` block: the job's (RTP counters, its room's disconnect
+        reason) plus what only signaling knows, as ``voxlane sip`` reports it (``from``,
+        ``source``, ``codec``, ``answered`` = ACKed, ``ring_s``, ``talk_s``, ``ended_by``,
+        ``dialog_reason``). A job that could not report has the signaling side only."""
+        now = self._source.clock.now()
+        invite = self.offer.invite
+        job_block = dict(report.get("sip") or {})
+        block: dict[str, Any] = {
+            "call_id": self.call_id,
+            "disconnect_reason": None,
+            "rtp": None,
+            **job_block,
+        }
+        block.update(
+            {
+                "from": invite.from_addr.uri,
+                "source": f"{self.offer.source[0]}:{self.offer.source[1]}",
+                "codec": self.negotiation.encoding,
+                "answered": self.confirmed_at is not None,
+                "ring_s": round((self.confirmed_at or now) - self.offered_at, 3),
+                "talk_s": round(now - self.confirmed_at, 3) if self.confirmed_at else 0.0,
+                "ended_by": sip_ended_by(self.terminated, outcome, report),
+                "dialog_reason": self.terminated,
+            }
+        )
+        return {"sip": block}
+
 
 class SipCallSource:
     """Takes SIP calls on a UDP socket and offers them to the worker (``CallSource``).
@@ -186,15 +253,18 @@ class SipCallSource:
 
     # -- CallSource -------------------------------------------------------------------------
     async def run(self, sink: CallSink) -> None:
-        await self.open()
+        """Serve until cancelled. The sink is registered before the first await: once this
+        run has taken its first step, every INVITE is offered to ``sink`` (before, it is
+        answered 503: the worker is not ready)."""
         self._sink = sink
+        await self.open()
         await asyncio.get_running_loop().create_future()  # until cancelled
 
     def reject(self, call: Call, reason: str) -> None:
-        """Not accepted by the worker: 503 when it is full or draining, else 500."""
+        """Not accepted: 503 when the worker is starting, full or draining, else 500."""
         self.rejected.append((call.call_id, reason))
         self._calls.pop(call.call_id, None)
-        status = 503 if reason == "busy" else 500
+        status = 503 if reason in _RETRY_LATER else 500
         self._command(lambda core, now: core.reject(call.call_id, status, now))
 
     def call_ended(self, call: Call, outcome: JobOutcome, report: dict[str, Any]) -> None:
@@ -227,8 +297,12 @@ class SipCallSource:
         """The job's RTP socket is open: 200 OK with our SDP (ignored if the call ended)."""
         if call.terminated is not None or call.answered or call.call_id not in self._calls:
             return
-        sdp = build_answer(call.negotiation, local_ip=self.host, local_port=rtp_port,
-                           session_id=secrets.randbelow(1 << 31))
+        sdp = build_answer(
+            call.negotiation,
+            local_ip=self.host,
+            local_port=rtp_port,
+            session_id=secrets.randbelow(1 << 31),
+        )
         if self._command(lambda core, now: core.answer(call.call_id, sdp, now)):
             call.answered = True
             self.answered += 1
@@ -247,7 +321,11 @@ class SipCallSource:
                         call.call_id, _HANGUP_REASONS.get(event.reason, "error")
                     )
         elif isinstance(event, CallConfirmed):
-            pass  # media already flows: the job started it with the answer
+            # Media already flows (the job started it with the answer); the ACK makes the
+            # call "answered" in its report, as in voxlane sip's.
+            confirmed = self._calls.get(event.call_id)
+            if confirmed is not None and confirmed.confirmed_at is None:
+                confirmed.confirmed_at = self.clock.now()
 
     def _offered(self, event: CallOffered) -> None:
         self.offered += 1
@@ -259,8 +337,8 @@ class SipCallSource:
             self._command(lambda core, now: core.reject(event.call_id, status, now))
             return
         call = SipCall(self, event, negotiation)
-        if self._sink is None:  # not serving yet (or any more)
-            self.reject(call, "busy")
+        if self._sink is None:  # bound, but the worker is not serving yet: try again later
+            self.reject(call, "starting")
             return
         self._calls[call.call_id] = call
         self._sink.offer(call)  # False: the worker already called reject()

@@ -9,8 +9,11 @@ became of each call, so the source can answer the network:
   room sees a participant disconnect.
 * ``call.job_event(name, data)``: the job tells the source something about the call
   (SIP: its RTP socket is open on a port → answer 200 OK).
-* ``source.call_ended(call, outcome, report)``: once per accepted call, when its job ended,
-  crashed or was killed (SIP: send BYE if the caller is still there).
+* ``call.report_extra(outcome, report)``: once per accepted call, when its job ended,
+  crashed or was killed: keys the source adds to the call's report before it is written
+  (SIP: the signaling side of the ``"sip"`` block, ``ended_by`` among them).
+* ``source.call_ended(call, outcome, report)``: then, once the report is written (SIP:
+  send BYE if the caller is still there).
 
 Every method of the sink and the callbacks into the source are synchronous and must not
 block; ``run`` and ``aclose`` are async. The worker owns the task running ``run`` and
@@ -41,6 +44,12 @@ class Call(Protocol):
         Synchronous, must not block; calls that expect none ignore it."""
         ...
 
+    def report_extra(self, outcome: JobOutcome, report: dict[str, Any]) -> dict[str, Any]:
+        """Keys to add to the call's report (``report``: the job's report with the
+        supervisor's block, not to be modified), just before it is written. Synchronous,
+        must not block; an error here is logged and the report written without them."""
+        ...
+
 
 class CallSink(Protocol):
     """The worker, as a source sees it."""
@@ -56,7 +65,9 @@ class CallSink(Protocol):
 
 class CallSource(Protocol):
     async def run(self, sink: CallSink) -> None:
-        """Offer calls to ``sink`` until cancelled. Returning means: no more calls."""
+        """Offer calls to ``sink`` until cancelled. Returning means: no more calls. The
+        worker is announced ready once this has taken its first step, so a source
+        registers ``sink`` before its first await."""
         ...
 
     def reject(self, call: Call, reason: str) -> None:

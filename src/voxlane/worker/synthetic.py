@@ -15,10 +15,12 @@ import itertools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from voxlane.aio.clock import Clock
 from voxlane.core.supervision import JobOutcome
+from voxlane.errors import VoxlaneError
 from voxlane.room import DisconnectReason
 from voxlane.testing.caller import ScriptedCaller
 from voxlane.testing.fakes import FakeLLM, FakeReply, FakeSTT, FakeTTS, FakeVAD
@@ -41,18 +43,81 @@ def _next_id() -> str:
     return f"call_{next(_ids):05d}"
 
 
-def load_template(path: str) -> SyntheticCall:
-    """A call template from a JSON file: ``{"turns": [str], "llm": [{"text": str,
-    "tool_calls": [[name, {args}]]}], "metadata": {}}`` (each key optional)."""
-    with open(path) as f:
-        obj = json.load(f)
+class ScriptError(VoxlaneError):
+    """A call script that is not of the documented shape; the message (one line) says
+    where: ``"script.json: llm[1].tool_calls[0]: expected [name, {args}]"``."""
+
+
+_SCRIPT_KEYS = {"turns", "llm", "metadata"}
+_REPLY_KEYS = {"text", "tool_calls", "delay"}
+
+
+def _known_keys(obj: dict[str, Any], known: set[str], where: str) -> None:
+    unknown = set(obj) - known
+    if unknown:
+        raise ScriptError(
+            f"{where}: unknown key(s) {', '.join(sorted(unknown))} "
+            f"(known: {', '.join(sorted(known))})"
+        )
+
+
+def _check_reply(reply: Any, where: str) -> dict[str, Any]:
+    if not isinstance(reply, dict):
+        raise ScriptError(f'{where}: expected an object like {{"text": "..."}}')
+    _known_keys(reply, _REPLY_KEYS, where)
+    if not isinstance(reply.get("text", ""), str):
+        raise ScriptError(f"{where}.text: expected a string")
+    delay = reply.get("delay", 0.0)
+    if isinstance(delay, bool) or not isinstance(delay, int | float) or not 0 <= delay < 3600:
+        raise ScriptError(f"{where}.delay: expected seconds, 0 to 3600")
+    calls = reply.get("tool_calls", [])
+    if not isinstance(calls, list):
+        raise ScriptError(f"{where}.tool_calls: expected a list of [name, {{args}}]")
+    for i, call in enumerate(calls):
+        ok = (
+            isinstance(call, list)
+            and len(call) == 2
+            and isinstance(call[0], str)
+            and isinstance(call[1], dict)
+        )
+        if not ok:
+            raise ScriptError(f"{where}.tool_calls[{i}]: expected [name, {{args}}]")
+    return dict(reply)
+
+
+def template_from_json(obj: Any, source: str = "script") -> SyntheticCall:
+    """A call template from a parsed call script: ``{"turns": [str], "llm": [{"text": str,
+    "tool_calls": [[name, {args}]], "delay": s}], "metadata": {}}`` (each key optional).
+    Raises :class:`ScriptError` (naming ``source`` and the place) when it is not of that
+    shape."""
     if not isinstance(obj, dict):
-        raise ValueError(f"{path}: expected a JSON object")
-    return SyntheticCall(
-        turns=tuple(obj.get("turns", DEFAULT_TURNS)),
-        llm=tuple(obj.get("llm", DEFAULT_LLM)),
-        metadata=dict(obj.get("metadata", {})),
-    )
+        raise ScriptError(f"{source}: expected a JSON object with turns, llm, metadata")
+    _known_keys(obj, _SCRIPT_KEYS, source)
+    turns = obj.get("turns", list(DEFAULT_TURNS))
+    if not isinstance(turns, list) or not all(isinstance(t, str) for t in turns):
+        raise ScriptError(f"{source}: turns: expected a list of strings")
+    llm = obj.get("llm", list(DEFAULT_LLM))
+    if not isinstance(llm, list):
+        raise ScriptError(f"{source}: llm: expected a list of replies")
+    replies = tuple(_check_reply(r, f"{source}: llm[{i}]") for i, r in enumerate(llm))
+    metadata = obj.get("metadata", {})
+    if not isinstance(metadata, dict):
+        raise ScriptError(f"{source}: metadata: expected an object")
+    return SyntheticCall(turns=tuple(turns), llm=replies, metadata=dict(metadata))
+
+
+def load_template(path: str | Path) -> SyntheticCall:
+    """A call template from a JSON file (see :func:`template_from_json`). Raises
+    :class:`ScriptError` for a file that cannot be read or is not a call script."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScriptError(f"{path}: cannot read it ({exc})") from exc
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ScriptError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from exc
+    return template_from_json(obj, str(path))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,6 +145,10 @@ class SyntheticCall:
 
     def job_event(self, name: str, data: dict[str, Any]) -> None:
         """Synthetic calls expect no events from their job."""
+
+    def report_extra(self, outcome: JobOutcome, report: dict[str, Any]) -> dict[str, Any]:
+        """Nothing: the job's report says it all."""
+        return {}
 
 
 class SyntheticCallSource:

@@ -3,10 +3,14 @@ supervisor, writes every job's report durably, and stops on time.
 
 Lifecycle (explicit states)::
 
-    NEW ──run──▶ RUNNING ──stop()──▶ DRAINING ──(drain_timeout | stop() again)──▶ FORCING
-                                        │                                         │
-                                        └──── all jobs ended ─────▶ STOPPED ◀─────┘
+    NEW ──run──▶ STARTING ──pool warm──▶ RUNNING ──stop()──▶ DRAINING ──(drain_timeout |
+                    │ stop() / no job process        │        stop() again)──▶ FORCING
+                    └──────────▶ STOPPED ◀── all jobs ended ──┴─────────────────────┘
 
+STARTING warms the job pool (bounded by ``spawn_timeout``) and takes no calls (a SIP
+source answers 503; ``/healthz`` says ``starting``). The worker is *ready* — the
+``ready`` property, :meth:`wait_ready`, ``/healthz`` 200 — once it is RUNNING and its
+source is serving: only then is a first call answered, so only then announce the worker.
 RUNNING accepts up to ``max_jobs`` calls. DRAINING rejects new calls ("busy") and lets the
 active ones end by themselves; FORCING asks every job to close, and their supervisors
 escalate to SIGTERM/SIGKILL. The whole exit is bounded: drain_timeout + job_close_timeout
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -28,7 +33,7 @@ from typing import Any
 from voxlane.aio.clock import DEFAULT_CLOCK, Clock
 from voxlane.aio.tasks import TaskOwner, cancel_and_wait
 from voxlane.core.supervision import JobOutcome, LadderConfig
-from voxlane.voice.report import iso, write_json_durably
+from voxlane.voice.report import REPORT_MODE, iso, write_json_durably
 from voxlane.worker.metrics import WorkerMetrics
 from voxlane.worker.pool import JobStartError, ProcessPool
 from voxlane.worker.source import Call, CallSource
@@ -36,10 +41,20 @@ from voxlane.worker.supervisor import JobSupervisor, SupervisionResult
 
 log = logging.getLogger("voxlane.worker")
 RECENT_RESULTS = 100
+_UNSAFE = re.compile(r"[^A-Za-z0-9._@+=-]")
+
+
+def report_file_name(call_id: str) -> str:
+    """``<call-id>.json`` with every character but ``A-Za-z0-9._@+=-`` replaced by ``_``
+    and at most 200 of them: a call id comes from the network (a SIP Call-ID may hold
+    ``/`` and ``..``), the report must land inside the reports directory. The same rule
+    as ``voxlane sip``'s reports."""
+    return f"{_UNSAFE.sub('_', call_id)[:200]}.json"
 
 
 class WorkerState(Enum):
     NEW = "new"
+    STARTING = "starting"
     RUNNING = "running"
     DRAINING = "draining"
     FORCING = "forcing"
@@ -64,6 +79,8 @@ class WorkerConfig:
     """Job processes log as "text" or "json" lines (with job and session ids)."""
     stop_when_source_done: bool = False
     """Drain and stop once the source's ``run`` returns (finite synthetic runs, benches)."""
+    report_mode: int = REPORT_MODE
+    """File mode of the job reports (they hold transcripts): owner only by default."""
 
     def exit_budget(self) -> float:
         """The longest a forced stop can take once forcing began."""
@@ -117,6 +134,7 @@ class Worker:
         self._owner = TaskOwner("worker", on_error=self._on_job_error, clock=clock)
         self._stop_requests = 0
         self._wake = asyncio.Event()
+        self._ready = asyncio.Event()
         # Counts for the life of the worker; details only for the last few jobs (a worker
         # runs for weeks: nothing here may grow with the number of calls).
         self.outcomes: Counter[str] = Counter()
@@ -155,8 +173,23 @@ class Worker:
     def stop(self) -> None:
         """First call: drain. Second: force at once. Synchronous (a signal handler)."""
         self._stop_requests += 1
-        self.metrics.healthy = False
+        self.metrics.health = "draining"
         self._wake.set()
+
+    @property
+    def ready(self) -> bool:
+        """Whether the worker takes calls now: RUNNING, its source serving."""
+        return self._ready.is_set() and self.state is WorkerState.RUNNING
+
+    async def wait_ready(self, timeout: float) -> bool:
+        """Wait (bounded) until the worker takes calls; False at ``timeout`` or once it
+        stopped, or will never be ready (stopped while starting, no job process)."""
+        deadline = self._clock.now() + timeout
+        while not self.ready and self._clock.now() < deadline:
+            if self.state is WorkerState.STOPPED or self._stop_requests:
+                return False
+            await self._wait_event(self._ready, min(1.0, deadline - self._clock.now()))
+        return self.ready
 
     @property
     def active_jobs(self) -> int:
@@ -166,10 +199,10 @@ class Worker:
         """Run until stopped (or the source is done, with ``stop_when_source_done``, or
         failed). Returns 0 once every job has ended and its report is written; 1 at once if
         no job process could be started."""
-        self.state = WorkerState.RUNNING
+        self.state = WorkerState.STARTING
         self.pool.start()
         # Take calls once the pool is warm (bounded, and cut short by stop()): the first
-        # callers get fast call setup too.
+        # callers get fast call setup too, and none is turned away by a cold worker.
         warm = asyncio.ensure_future(self.pool.wait_warm(self.config.spawn_timeout))
         while not warm.done() and self._stop_requests == 0:
             await self._wait_wake_or(warm, self.config.spawn_timeout)
@@ -178,10 +211,18 @@ class Worker:
             # Not one job process came up (a broken agent file, say): fail fast, take no calls.
             log.error("worker: job processes fail to start; not taking calls")
             self.state = WorkerState.STOPPED
+            self._ready.set()  # wakes wait_ready (which then sees STOPPED)
             await self.pool.aclose(timeout=3.0)
             return 1
-        source_task = self._owner.spawn(self.source.run(self), name="source")
-        self.metrics.healthy = self._stop_requests == 0  # /healthz: taking calls now
+        if self._stop_requests:
+            # Stopped while starting: no call was taken and none will be (the source never
+            # runs); what it holds (a bound SIP socket) is released all the same.
+            self.state = WorkerState.STOPPED
+            self._ready.set()  # wakes wait_ready (which then sees STOPPED)
+            await self._close_source()
+            return 0
+        self.state = WorkerState.RUNNING
+        source_task = self._owner.spawn(self._serve_source(), name="source")
         source_task.add_done_callback(lambda _: self._wake.set())
         try:
             while self._stop_requests == 0 and not self._source_finished(source_task):
@@ -190,11 +231,27 @@ class Worker:
         finally:
             self.state = WorkerState.STOPPED
             await cancel_and_wait([source_task], self._clock.now() + 1.0, self._clock)
-            close = asyncio.ensure_future(self.source.aclose())
-            await asyncio.wait({close}, timeout=1.0)
-            close.cancel()
-            await self.pool.aclose(timeout=3.0)
+            await self._close_source()
         return 0
+
+    async def _close_source(self) -> None:
+        """Close the source (bounded: 1 s), then the pool (3 s)."""
+        close = asyncio.ensure_future(self.source.aclose())
+        await asyncio.wait({close}, timeout=1.0)
+        close.cancel()
+        await self.pool.aclose(timeout=3.0)
+
+    async def _serve_source(self) -> None:
+        """The source's ``run``; the worker is ready once that run has taken its first step
+        (a source registers the sink before its first await: the callback runs after that
+        step, on the same loop, so no INVITE can slip in between)."""
+        asyncio.get_running_loop().call_soon(self._mark_ready)
+        await self.source.run(self)
+
+    def _mark_ready(self) -> None:
+        if self.state is WorkerState.RUNNING and self._stop_requests == 0:
+            self.metrics.health = "ok"
+            self._ready.set()
 
     def _source_finished(self, task: asyncio.Task[None]) -> bool:
         """Whether to stop taking calls because of the source: it is done and we were told
@@ -213,7 +270,7 @@ class Worker:
         """DRAINING until the jobs ended, ``drain_timeout`` or a second stop(); then FORCING
         (close requests; supervisors escalate) until they ended or the exit budget is spent."""
         self.state = WorkerState.DRAINING
-        self.metrics.healthy = False
+        self.metrics.health = "draining"
         deadline = self._clock.now() + self.config.drain_timeout
         while self._jobs and self._clock.now() < deadline and self._stop_requests < 2:
             await self._wait_wake(min(1.0, max(0.0, deadline - self._clock.now())))
@@ -234,12 +291,16 @@ class Worker:
 
     async def _wait_wake(self, timeout: float) -> None:
         """Until something happened (job ended, stop(), source done) or ``timeout``."""
-        waiter = asyncio.ensure_future(self._wake.wait())
+        await self._wait_event(self._wake, timeout)
+        self._wake.clear()  # after waking: a set() before we waited is not lost
+
+    @staticmethod
+    async def _wait_event(event: asyncio.Event, timeout: float) -> None:
+        waiter = asyncio.ensure_future(event.wait())
         try:
-            await asyncio.wait({waiter}, timeout=timeout)
+            await asyncio.wait({waiter}, timeout=max(0.0, timeout))
         finally:
             waiter.cancel()
-        self._wake.clear()  # after waking: a set() before we waited is not lost
 
     async def _wait_wake_or(self, other: asyncio.Future[Any], timeout: float) -> None:
         waiter = asyncio.ensure_future(self._wake.wait())
@@ -290,9 +351,13 @@ class Worker:
 
     def _finish(self, call: Call, result: SupervisionResult, started: float) -> None:
         report = _merge_report(call.call_id, result, started, self._clock.now())
-        path = self.config.reports_dir / f"{call.call_id}.json"
         try:
-            write_json_durably(path, report)
+            report.update(call.report_extra(result.outcome, report))
+        except Exception:
+            log.exception("job %s: its call source failed on report_extra", call.call_id)
+        path = self.config.reports_dir / report_file_name(call.call_id)
+        try:
+            write_json_durably(path, report, mode=self.config.report_mode)
             self.reports_written += 1
         except OSError:
             log.exception("job %s: could not write its report", call.call_id)

@@ -60,6 +60,12 @@ class Misbehaving(Agent):
         return "garbled"
 
     @function_tool
+    async def hang_up(self, ctx: RunContext) -> str:
+        """End the call from the agent's side (the session closes first)."""
+        self.session.shutdown()
+        return "goodbye"
+
+    @function_tool
     async def crash(self, ctx: RunContext, code: int) -> str:
         """End the process at once."""
         os._exit(code)
