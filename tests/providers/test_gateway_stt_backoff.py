@@ -22,7 +22,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
 from voxlane.aio.ledger import LEDGER
-from voxlane.core.retry import Backoff
+from voxlane.core.retry import Backoff, FailureKind
 from voxlane.errors import ProviderConnectionError
 from voxlane.gateway import protocol as p
 from voxlane.media import AudioFrame
@@ -232,3 +232,23 @@ async def test_a_gateway_shutting_down_mid_call_is_a_reconnect_not_the_end() -> 
     assert stream.stats.reconnects == {"retry": 1, "idle": 0}
     assert gw.attempts[1][0] - gw.attempts[0][0] >= DELAYS[0]
     assert gw.received[1] == list(range(gw.received[1][0], len(caller.pushed)))
+
+
+@pytest.mark.parametrize(
+    ("code", "kind"),
+    [
+        (p.ErrorCode.SLOW_CONSUMER, FailureKind.RESET),
+        (p.ErrorCode.ENGINE_ERROR, FailureKind.RESET),
+        (p.ErrorCode.IDLE_TIMEOUT, FailureKind.IDLE_CLOSED),
+        (p.ErrorCode.UNSUPPORTED_SETTINGS, FailureKind.BAD_SETTINGS),
+    ],
+)
+async def test_server_errors_map_to_the_retry_decision(
+    code: p.ErrorCode, kind: FailureKind
+) -> None:
+    stream = GatewaySTT(url="ws://127.0.0.1:9/v1/stt", api_key="k").stream()
+    try:
+        failure = stream._server_error(p.ErrorEvent(code.value, "x", True))
+        assert failure is not None and failure.kind is kind
+    finally:
+        await stream.aclose()

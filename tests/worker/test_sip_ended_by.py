@@ -32,8 +32,7 @@ CASES = [
     ("bye", CLOSED, report(room="hangup"), "caller_bye"),
     ("bye", KILLED, report(close="job_killed_after_sigterm", session=None), "caller_bye"),
     ("cancel", CLOSED, report(room="cancelled"), "cancel"),
-    ("ack_timeout", CLOSED, report(room="error"), "no_ack"),
-    ("no_ack", CLOSED, report(room="error"), "no_ack"),
+    ("no_ack", CLOSED, report(room="timeout"), "no_ack"),
     ("weird", CLOSED, report(), "weird"),
     # the worker forced its jobs to close (drain timeout, second signal)
     (None, CLOSED, report(close="job_shutdown", requests=("job_shutdown",)), "server_shutdown"),

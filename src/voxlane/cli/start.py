@@ -72,6 +72,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="accept SIP calls only from these sources (repeatable)",
     )
     p.add_argument(
+        "--retry-after",
+        type=opt.retry_after,
+        default=5,
+        metavar="SECONDS",
+        help="Retry-After of every 503 the SIP source sends (full, starting, draining)",
+    )
+    p.add_argument(
         "--providers",
         default="fake",
         choices=["fake", "local"],
@@ -181,6 +188,7 @@ async def _run_worker(args: argparse.Namespace, stack: dict[str, str | None] | N
                 rtp_port_range=args.rtp_ports,
                 rtp_timeout_s=args.rtp_timeout,
                 allowed_sources=tuple(args.allow) if args.allow else None,
+                retry_after_s=args.retry_after,
                 providers=args.providers,
                 stack=stack,
                 llm=template.llm if template is not None else None,

@@ -65,6 +65,8 @@ _RETRY_CODES = {
     p.ErrorCode.OVERLOADED: FailureKind.SERVER_BUSY,
     p.ErrorCode.ENGINE_ERROR: FailureKind.RESET,
     p.ErrorCode.INTERNAL_ERROR: FailureKind.RESET,
+    # We did not read the server's events in time (a stalled loop); a new connection may.
+    p.ErrorCode.SLOW_CONSUMER: FailureKind.RESET,
 }
 
 

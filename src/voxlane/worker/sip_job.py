@@ -16,6 +16,7 @@ from typing import Any
 from voxlane.aio.clock import Clock
 from voxlane.room import DisconnectReason
 from voxlane.testing.fakes import FakeLLM, FakeSTT, FakeTTS, FakeVAD
+from voxlane.transports.sip.addresses import ALLOW_ALL, Allowlist
 from voxlane.transports.sip.room import SipRoom
 from voxlane.transports.sip.rtp_io import RtpStream, open_rtp_stream
 from voxlane.transports.sip.sdp import negotiate, parse_sdp
@@ -62,8 +63,11 @@ class SipJob:
                 "rtp_port": self.media.local_port,
                 "disconnect_reason": reason.value if reason is not None else None,
                 "rtp": {
-                    "packets_in": s.packets_in, "packets_out": s.packets_out,
-                    "loud_packets_out": s.loud_packets_out, "lost": s.lost, "late": s.late,
+                    "packets_in": s.packets_in,
+                    "packets_out": s.packets_out,
+                    "loud_packets_out": s.loud_packets_out,
+                    "lost": s.lost,
+                    "late": s.late,
                     "garbage": s.garbage,
                 },
             }
@@ -84,7 +88,9 @@ def session_providers(spec: dict[str, Any]) -> dict[str, Any]:
 
         where = spec.get("stack") or {}
         stack = connect_stack(
-            str(where["gateway_url"]), str(where["api_key"]), llm=script,
+            str(where["gateway_url"]),
+            str(where["api_key"]),
+            llm=script,
             llm_base_url=where.get("llm_base_url"),
         )
         return {"stt": stack.stt, "vad": stack.vad, "llm": stack.llm, "tts": stack.tts}
@@ -118,5 +124,10 @@ async def open_sip_job(spec: dict[str, Any], clock: Clock, session_id: str) -> S
         session_id=session_id,
         clock=clock,
     )
-    media.start(negotiation)
+    allowed = spec.get("allowed_sources")
+    media.start(
+        negotiation,
+        signaling_host=spec.get("signaling_host"),
+        allowlist=Allowlist(allowed) if allowed else ALLOW_ALL,
+    )
     return SipJob(room, session, media, float(spec.get("max_call_s", 4 * 3600.0)))

@@ -38,8 +38,8 @@ from voxlane.transports.sip.dialog import (
 from voxlane.transports.sip.endpoint import EndpointConfig, SipEndpointCore
 from voxlane.transports.sip.errors import (
     DialogStateError,
-    NoCommonCodecError,
     SdpError,
+    SdpNotAcceptableError,
     SipParseError,
     UnknownCallError,
 )
@@ -53,7 +53,8 @@ __all__ = ["SipCall", "SipCallSource", "SipSourceConfig"]
 log = logging.getLogger("voxlane.worker.sip")
 
 # What the caller's end of the dialog means for the job's room (DisconnectReason values).
-_HANGUP_REASONS = {"bye": "hangup", "cancel": "cancelled"}
+# A missing ACK means the caller vanished (or never existed: a spoofed INVITE).
+_HANGUP_REASONS = {"bye": "hangup", "cancel": "cancelled", "no_ack": "timeout"}
 RECENT = 1000
 # Reasons the worker gives for turning a call away that mean "try again later" (503).
 _RETRY_LATER = {"busy", "starting"}
@@ -63,7 +64,6 @@ _RETRY_LATER = {"busy", "starting"}
 _DIALOG_ENDED_BY = {
     "bye": "caller_bye",
     "cancel": "cancel",
-    "ack_timeout": "no_ack",
     "no_ack": "no_ack",
 }
 # ... else what the job's room saw (DisconnectReason values the job side sets itself).
@@ -112,6 +112,7 @@ class SipSourceConfig:
     close_timeout: float = 4.0
     max_call_s: float = 4 * 3600.0
     max_dialogs: int = 1000
+    retry_after_s: int = 5
     providers: str = "fake"
     stack: dict[str, str | None] | None = None
     """With ``providers="local"``: ``gateway_url``, ``api_key``, ``llm_base_url`` of the
@@ -155,6 +156,10 @@ class SipCall:
             "kind": "sip",
             "call_id": self.call_id,
             "host": self._source.host,
+            # Where the job's RTP may latch (symmetric RTP behind a NAT): the INVITE's
+            # source IP, within the same allowlist the signaling applies.
+            "signaling_host": self.offer.source[0],
+            "allowed_sources": list(cfg.allowed_sources) if cfg.allowed_sources else None,
             "sdp_offer": self.offer.invite.body.decode("utf-8", "replace"),
             "caller": self.offer.invite.from_addr.uri or "sip-caller",
             "rtp_port_range": list(cfg.rtp_port_range) if cfg.rtp_port_range else None,
@@ -246,6 +251,7 @@ class SipCallSource:
                 dialog=DialogConfig(local_host=self.host, local_port=self.port, t1=cfg.t1),
                 max_calls=cfg.max_dialogs,
                 allowed_sources=cfg.allowed_sources,
+                retry_after_s=cfg.retry_after_s,
             )
         )
         signaling.attach(core, self._on_event)
@@ -331,10 +337,14 @@ class SipCallSource:
         self.offered += 1
         try:
             negotiation = negotiate(parse_sdp(event.invite.body))
-        except (NoCommonCodecError, SdpError) as exc:
-            status = 488 if isinstance(exc, NoCommonCodecError) else 400
-            self.rejected.append((event.call_id, "no_common_codec" if status == 488 else "bad_sdp"))
-            self._command(lambda core, now: core.reject(event.call_id, status, now))
+        except SdpError as exc:
+            unacceptable = isinstance(exc, SdpNotAcceptableError)  # parsed, but unusable
+            status, reason = (488, "sdp_not_acceptable") if unacceptable else (400, "bad_sdp")
+            warning = str(exc)
+            self.rejected.append((event.call_id, reason))
+            self._command(
+                lambda core, now: core.reject(event.call_id, status, now, warning=warning)
+            )
             return
         call = SipCall(self, event, negotiation)
         if self._sink is None:  # bound, but the worker is not serving yet: try again later
