@@ -45,6 +45,11 @@ _USABLE_PROTOS = ("RTP/AVP", "RTP/AVPF")
 _DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
 _ANSWER_DIRECTION = {"sendonly": "recvonly", "recvonly": "sendonly", "inactive": "inactive"}
 _LINE_RE = re.compile(r"([a-z])=(.*)")
+# RFC 4566 §9: media and fmt are tokens, proto is token *("/" token). The answer echoes
+# them for every stream it rejects, so they must be what an SDP line may hold.
+_TOKEN = r"[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+"
+_TOKEN_RE = re.compile(_TOKEN)
+_PROTO_RE = re.compile(rf"{_TOKEN}(?:/{_TOKEN})*")
 PTIME_MS = 20
 
 
@@ -110,7 +115,14 @@ def _media_line(value: str) -> SdpMedia:
     if len(parts) < 4:
         raise SdpParseError(f"bad m= line: {value[:60]!r}")
     port = _int(parts[1].split("/")[0], "media port", 0, 65535)
-    return SdpMedia(media=parts[0], port=port, proto=parts[2], formats=tuple(parts[3:]))
+    media, proto, formats = parts[0], parts[2], tuple(parts[3:])
+    if not (
+        _TOKEN_RE.fullmatch(media)
+        and _PROTO_RE.fullmatch(proto)
+        and all(_TOKEN_RE.fullmatch(f) for f in formats)
+    ):
+        raise SdpParseError(f"bad m= line: {value[:60]!r}")
+    return SdpMedia(media=media, port=port, proto=proto, formats=formats)
 
 
 def _apply_attribute(media: SdpMedia, value: str) -> SdpMedia:
