@@ -234,3 +234,17 @@ def test_a_directory_and_an_oversized_file_are_refused(tmp_path: Path) -> None:
     path.write_bytes(GOOD)
     with pytest.raises(WavError, match=r"big\.wav: \d+ bytes, more than the 100 read"):
         read_wav(path, max_bytes=100)
+
+
+def test_a_file_longer_than_one_conversion_chunk_converts_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import voxlane.wav
+
+    rate = 8000
+    x = sine(rate, 2)
+    data = riff([(b"fmt ", fmt_chunk(PCM, 2, rate, 24)), (b"data", encode(x, "pcm", 24))])
+    whole, _ = decode_wav(data)
+    monkeypatch.setattr(voxlane.wav, "_CHUNK_FRAMES", 333)  # 0.5 s = 4000 frames: 13 chunks
+    chunked, _ = decode_wav(data)
+    assert chunked.data == whole.data and len(whole.data) == 2 * len(x)

@@ -44,8 +44,10 @@ from voxlane.resample import StreamResampler
 
 __all__ = ["MAX_WAV_BYTES", "WavError", "WavFormat", "decode_wav", "probe_wav", "read_wav"]
 
-MAX_WAV_BYTES = 1 << 30
-"""The largest file :func:`read_wav` reads into memory (1 GiB)."""
+MAX_WAV_BYTES = 1 << 28
+"""The largest file :func:`read_wav` reads into memory (256 MiB: over 2 hours of 16 kHz
+PCM16 mono). Decoding needs at most about three times the file's size."""
+_CHUNK_FRAMES = 1 << 18  # frames converted at a time: bounds the float64 working set
 MAX_SAMPLE_RATE = 768_000
 MAX_CHANNELS = 64
 
@@ -204,6 +206,17 @@ def _samples(fmt: WavFormat, payload: memoryview) -> npt.NDArray[np.float64]:
     return x.reshape(-1, fmt.channels)
 
 
+def _pcm16_mono(fmt: WavFormat, payload: memoryview) -> bytes:
+    """The frames as PCM16 mono, converted a chunk at a time (the float working set stays
+    small however long the file)."""
+    step = _CHUNK_FRAMES * fmt.channels * (fmt.bits // 8)
+    out = bytearray()
+    for start in range(0, len(payload), step):
+        mono = _samples(fmt, payload[start : start + step]).mean(axis=1)
+        out += np.clip(np.rint(mono * 32768.0), -32768, 32767).astype("<i2").tobytes()
+    return bytes(out)
+
+
 def decode_wav(
     data: bytes, *, name: str = "<wav>", sample_rate: int | None = None
 ) -> tuple[AudioFrame, WavFormat]:
@@ -213,9 +226,7 @@ def decode_wav(
     if fmt.encoding == "pcm" and fmt.bits == 16 and fmt.channels == 1:
         frame = AudioFrame(bytes(payload), fmt.sample_rate)  # exact: nothing to convert
     else:
-        mono = _samples(fmt, payload).mean(axis=1)
-        pcm = np.clip(np.rint(mono * 32768.0), -32768, 32767).astype("<i2")
-        frame = AudioFrame(pcm.tobytes(), fmt.sample_rate)
+        frame = AudioFrame(_pcm16_mono(fmt, payload), fmt.sample_rate)
     if sample_rate is not None and sample_rate != fmt.sample_rate:
         frame = StreamResampler(fmt.sample_rate, sample_rate).push(frame, last=True)
     return frame, fmt

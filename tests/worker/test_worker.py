@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from voxlane.worker.metrics import MetricsServer, WorkerMetrics
-from voxlane.worker.synthetic import SyntheticCall
-from voxlane.worker.worker import WorkerState
+from voxlane.worker.source import CallSink
+from voxlane.worker.synthetic import SyntheticCall, SyntheticCallSource
+from voxlane.worker.worker import Worker, WorkerConfig, WorkerState
 
-from .helpers import GREETING, make_worker, read_report, run_bounded
+from .helpers import AGENT, GREETING, make_worker, read_report, run_bounded
 
 pytestmark = pytest.mark.real_time
 
@@ -174,3 +175,32 @@ async def test_stop_while_starting_never_becomes_ready(
     assert worker.metrics.health == "draining"
     assert await run == 0
     assert source.offered == []
+
+
+class _FailingSource(SyntheticCallSource):
+    """A call source whose ``run`` fails in its first step (a socket it cannot use)."""
+
+    async def run(self, sink: CallSink) -> None:
+        raise OSError("no such interface")
+
+
+class _HealthLog(WorkerMetrics):
+    """Records every state /healthz goes through."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name == "health":
+            self.__dict__.setdefault("seen", []).append(value)
+        super().__setattr__(name, value)
+
+
+async def test_a_source_that_fails_at_once_never_makes_the_worker_ready(tmp_path: Path) -> None:
+    metrics = _HealthLog()
+    worker = Worker(
+        WorkerConfig(reports_dir=tmp_path / "reports", agent_file=AGENT, max_jobs=1, prewarm=1),
+        _FailingSource(calls=[]),
+        metrics=metrics,
+    )
+    ready = asyncio.ensure_future(worker.wait_ready(20.0))
+    assert await run_bounded(worker, 30.0) == 1  # voxlane start exits non-zero
+    assert await ready is False
+    assert "ok" not in metrics.__dict__["seen"], metrics.__dict__["seen"]

@@ -185,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args))
     except KeyboardInterrupt:
         return 130
+    except MemoryError:
+        return opt.fail(prog, "out of memory", 1)
     except (VoxlaneError, AgentFileError, OSError) as exc:
         if opt.debug_enabled(args):
             raise

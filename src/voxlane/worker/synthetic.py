@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 from voxlane.aio.clock import Clock
@@ -104,20 +102,6 @@ def template_from_json(obj: Any, source: str = "script") -> SyntheticCall:
     if not isinstance(metadata, dict):
         raise ScriptError(f"{source}: metadata: expected an object")
     return SyntheticCall(turns=tuple(turns), llm=replies, metadata=dict(metadata))
-
-
-def load_template(path: str | Path) -> SyntheticCall:
-    """A call template from a JSON file (see :func:`template_from_json`). Raises
-    :class:`ScriptError` for a file that cannot be read or is not a call script."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScriptError(f"{path}: cannot read it ({exc})") from exc
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ScriptError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from exc
-    return template_from_json(obj, str(path))
 
 
 @dataclass(frozen=True, kw_only=True)

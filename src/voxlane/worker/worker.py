@@ -198,7 +198,7 @@ class Worker:
     async def run(self) -> int:
         """Run until stopped (or the source is done, with ``stop_when_source_done``, or
         failed). Returns 0 once every job has ended and its report is written; 1 at once if
-        no job process could be started."""
+        no job process could be started, and 1 (after the drain) if the call source failed."""
         self.state = WorkerState.STARTING
         self.pool.start()
         # Take calls once the pool is warm (bounded, and cut short by stop()): the first
@@ -230,9 +230,15 @@ class Worker:
             await self._drain(source_task)
         finally:
             self.state = WorkerState.STOPPED
+            self._ready.set()  # wakes wait_ready (which then sees STOPPED)
             await cancel_and_wait([source_task], self._clock.now() + 1.0, self._clock)
             await self._close_source()
-        return 0
+        source_failed = (
+            source_task.done()
+            and not source_task.cancelled()
+            and source_task.exception() is not None
+        )
+        return 1 if source_failed else 0
 
     async def _close_source(self) -> None:
         """Close the source (bounded: 1 s), then the pool (3 s)."""
@@ -244,11 +250,15 @@ class Worker:
     async def _serve_source(self) -> None:
         """The source's ``run``; the worker is ready once that run has taken its first step
         (a source registers the sink before its first await: the callback runs after that
-        step, on the same loop, so no INVITE can slip in between)."""
-        asyncio.get_running_loop().call_soon(self._mark_ready)
+        step, on the same loop, so no INVITE can slip in between). A run that ended in that
+        first step (it failed at once) never makes the worker ready."""
+        serving = asyncio.current_task()
+        asyncio.get_running_loop().call_soon(self._mark_ready, serving)
         await self.source.run(self)
 
-    def _mark_ready(self) -> None:
+    def _mark_ready(self, serving: asyncio.Task[object] | None) -> None:
+        if serving is not None and serving.done():
+            return
         if self.state is WorkerState.RUNNING and self._stop_requests == 0:
             self.metrics.health = "ok"
             self._ready.set()
