@@ -153,6 +153,26 @@ def build_parser(prog: str = "voxlane gateway") -> argparse.ArgumentParser:
     return parser
 
 
+#: Never below WARNING: websockets logs each connection too (ours already carry the
+#: connection id), and at DEBUG it logs request lines (query strings included), headers
+#: (the bearer key) and every text frame. voxlane.worker.logs.QUIET_LOGGERS is the same
+#: list for the other commands (the gateway may not import the worker).
+QUIET_LOGGERS = ("websockets", "websockets.client", "websockets.server")
+
+
+def configure_logging(level: str) -> None:
+    """Log to stderr at ``level``; the :data:`QUIET_LOGGERS` at WARNING at least."""
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for name in QUIET_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.level < logging.WARNING:  # NOTSET (0) included: it would inherit DEBUG
+            logger.setLevel(logging.WARNING)
+
+
 async def _serve(config: GatewayConfig, faults: FaultPlan) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -177,14 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=args.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # websockets logs each connection too (ours already carry the connection id), and at
-    # DEBUG it logs request lines, query strings included: never below WARNING.
-    logging.getLogger("websockets").setLevel(logging.WARNING)
+    configure_logging(args.log_level)
     if not args.api_key:
         print(
             f"{parser.prog}: error: --api-key (or VOXLANE_GATEWAY_API_KEY) is required",
