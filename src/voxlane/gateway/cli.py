@@ -93,6 +93,14 @@ def build_parser(prog: str = "voxlane gateway") -> argparse.ArgumentParser:
         help="a client that does not read one frame for this long is closed (2014, "
         "close 1008; default 5)",
     )
+    parser.add_argument(
+        "--handshake-timeout",
+        type=_positive_float,
+        default=5.0,
+        metavar="SECONDS",
+        help="a connection must finish its opening handshake this long after it is "
+        "accepted, else it is dropped (default 5)",
+    )
     parser.add_argument("--stt-engine", choices=STT_ENGINES, default="pocketsphinx")
     parser.add_argument(
         "--max-sessions",
@@ -113,14 +121,15 @@ def build_parser(prog: str = "voxlane gateway") -> argparse.ArgumentParser:
         type=_int_at_least(1),
         default=256,
         metavar="N",
-        help="open connections in all (default 256; more get HTTP 503)",
+        help="open TCP connections in all, handshakes in progress included (default 256; "
+        "more are closed at accept)",
     )
     parser.add_argument(
         "--max-connections-per-client",
         type=_int_at_least(1),
         default=32,
         metavar="N",
-        help="open connections from one client address (default 32; more get HTTP 429)",
+        help="open TCP connections from one client address (default 32; more are closed at accept)",
     )
     parser.add_argument(
         "--failed-handshake-burst",
@@ -213,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
             port=args.port,
             api_key=args.api_key,
             idle_timeout_s=args.idle_timeout,
+            handshake_timeout_s=args.handshake_timeout,
             send_timeout_s=args.send_timeout,
             stt_engine=args.stt_engine,
             max_sessions=args.max_sessions,
