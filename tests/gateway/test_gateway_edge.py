@@ -331,3 +331,47 @@ def test_a_client_that_resets_during_the_handshake_gives_its_place_back() -> Non
                 pass
 
     run(main())
+
+
+@pytest.mark.parametrize(
+    "key", ["€€€€", "ключ", "é", "two words", "tab\there", "line\nbreak", "\x7f", ""]
+)
+def test_a_key_that_is_not_printable_ascii_is_refused_by_the_config(key: str) -> None:
+    """``Bearer ????`` matched a key of four characters above U+00FF (each became "?");
+    a Latin-1 key (``é``) matched only a raw byte no client library sends as such."""
+    from voxlane.gateway import GatewayConfig
+    from voxlane.gateway.admission import Admission, AdmissionLimits
+    from voxlane.gateway.edge import HandshakeGate
+
+    with pytest.raises(ValueError, match=r"^api_key must be") as refused:
+        GatewayConfig(api_key=key)
+    assert key not in str(refused.value) or not key  # the message never quotes the key
+    if not key.isascii():  # the edge encodes strictly too: no "?" stands in for them
+        with pytest.raises(UnicodeEncodeError):
+            HandshakeGate(
+                api_key=key,
+                routes=frozenset({"/v1/stt"}),
+                tts_route="/v1/tts",
+                admission=Admission(AdmissionLimits()),
+                now=lambda: 0.0,
+                refusing=lambda: False,
+                on_record=lambda record: None,
+            )
+
+
+def test_printable_ascii_keys_are_accepted_and_only_the_exact_header_gets_in() -> None:
+    key = "K3y.with~all!sorts#of$punct%&'()*+,-/:;<=>?@[]^_`{|}"
+
+    async def main() -> None:
+        from voxlane.gateway import GatewayConfig, start_gateway
+
+        server = await start_gateway(GatewayConfig(api_key=key, stt_engine="pocketsphinx"))
+        try:
+            good = [("Authorization", f"Bearer {key}")]
+            assert (await handshake(server.port, headers=good))[0] == 101
+            qmarks = [("Authorization", "Bearer " + "?" * len(key))]
+            assert (await handshake(server.port, headers=qmarks))[0] == 401
+        finally:
+            await server.aclose()
+
+    run(main())

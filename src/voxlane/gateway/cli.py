@@ -21,7 +21,7 @@ from typing import NoReturn
 from voxlane.gateway.engines import STT_ENGINES
 from voxlane.gateway.engines.base import EngineError
 from voxlane.gateway.faults import FaultPlan, parse_fault
-from voxlane.gateway.server import GatewayConfig, start_gateway
+from voxlane.gateway.server import GatewayConfig, check_api_key, start_gateway
 
 __all__ = ["build_parser", "main"]
 
@@ -212,6 +212,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{parser.prog}: error: --api-key (or VOXLANE_GATEWAY_API_KEY) is required",
             file=sys.stderr,
         )
+        return 2
+    try:  # GatewayConfig checks it too; here the message names the option
+        check_api_key(args.api_key, "--api-key (or VOXLANE_GATEWAY_API_KEY)")
+    except ValueError as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 2
     try:
         faults = FaultPlan()

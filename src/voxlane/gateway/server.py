@@ -69,6 +69,25 @@ def shared_stt_engine(name: str, processes: int = 0) -> SttEngine:
         return engine
 
 
+def check_api_key(key: str, name: str = "api_key") -> None:
+    """Raise ValueError unless ``key`` is a usable bearer key: 1 or more printable ASCII
+    characters, no space. The message names ``name`` and never quotes the key.
+
+    Anything else cannot be compared safely: an HTTP header is bytes, and a character
+    that has no single byte (``€``) would have to be replaced by something a client can
+    send, ``?`` say, which is how ``Bearer ????`` once matched a key of four such
+    characters. (Spaces and control characters do not survive header parsing either.)
+    """
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"{name} must be a non-empty string")
+    bad = next((i for i, c in enumerate(key) if not "!" <= c <= "~"), None)
+    if bad is not None:
+        raise ValueError(
+            f"{name} must be printable ASCII without spaces "
+            f"(character {bad + 1} of {len(key)} is not)"
+        )
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GatewayConfig:
     """Configuration of one gateway server (immutable).
@@ -124,8 +143,7 @@ class GatewayConfig:
 
     def __post_init__(self) -> None:
         """Raises ValueError naming the first field out of range."""
-        if not self.api_key:
-            raise ValueError("api_key must be a non-empty string")
+        check_api_key(self.api_key)
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be 0..65535, not {self.port}")
         for name in (
