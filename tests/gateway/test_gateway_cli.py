@@ -71,6 +71,8 @@ def test_cli_serves_and_a_signal_closes_sessions_and_exits_0(signum: int) -> Non
         (["--port", "abc"], "argument --port: not a whole number: 'abc'"),
         (["--idle-timeout", "nan"], "argument --idle-timeout: must be a number > 0"),
         (["--send-timeout", "0"], "argument --send-timeout: must be a number > 0"),
+        (["--handshake-timeout", "-1"], "argument --handshake-timeout: must be a number > 0"),
+        (["--handshake-timeout", "x"], "argument --handshake-timeout: not a number: 'x'"),
         (["--max-sessions", "0"], "argument --max-sessions: must be >= 1, not 0"),
         (["--max-tts-sessions", "1.5"], "argument --max-tts-sessions: not a whole number"),
         (["--max-connections", "-3"], "argument --max-connections: must be >= 1, not -3"),
