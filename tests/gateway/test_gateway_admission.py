@@ -21,6 +21,12 @@ def limits(**kw: object) -> AdmissionLimits:
     return AdmissionLimits(**kw)  # type: ignore[arg-type]
 
 
+def ticket(adm: Admission, client: str) -> Ticket:
+    got = adm.connect(client)
+    assert isinstance(got, Ticket), got
+    return got
+
+
 def test_token_bucket_spends_refills_and_caps() -> None:
     bucket = TokenBucket(3, 0.5, now=100.0)
     for _ in range(3):
@@ -82,37 +88,63 @@ def test_a_forgiven_client_is_forgotten_and_the_table_is_bounded() -> None:
 
 def test_per_client_cap_then_release_frees_a_place() -> None:
     adm = Admission(limits(max_connections_per_client=2))
-    first, second = adm.admit(A, tts=False), adm.admit(A, tts=False)
-    assert isinstance(first, Ticket) and isinstance(second, Ticket)
-    assert adm.admit(A, tts=False) == Refused(Refusal.CLIENT_LIMIT, 1, first=True)
-    assert adm.admit(A, tts=False) == Refused(Refusal.CLIENT_LIMIT, 1, first=False)
-    assert isinstance(adm.admit(B, tts=False), Ticket)
+    first, _second = ticket(adm, A), ticket(adm, A)
+    assert adm.connect(A) == Refused(Refusal.CLIENT_LIMIT, 1, first=True)
+    assert adm.connect(A) == Refused(Refusal.CLIENT_LIMIT, 1, first=False)
+    assert Refusal.CLIENT_LIMIT.status is None  # closed at accept: no HTTP answer
+    ticket(adm, B)
     adm.release(first)
     adm.release(first)  # idempotent
-    assert isinstance(adm.admit(A, tts=False), Ticket)
+    ticket(adm, A)
     stats = adm.statistics()
-    assert (stats.open_connections, stats.clients_connected, stats.refused) == (3, 2, 2)
+    assert (stats.open_connections, stats.clients_connected) == (3, 2)
+    assert (stats.refused, stats.refused_at_connect) == (2, 2)
 
 
-@pytest.mark.parametrize(
-    ("kw", "tts", "refusal", "status"),
-    [
-        ({"max_connections": 2}, False, Refusal.SERVER_FULL, 503),
-        ({"max_tts_connections": 2}, True, Refusal.TTS_FULL, 503),
-    ],
-)
-def test_server_wide_caps(kw: dict[str, int], tts: bool, refusal: Refusal, status: int) -> None:
-    adm = Admission(limits(**kw))
-    tickets = [adm.admit(c, tts=tts) for c in (A, B)]
-    assert all(isinstance(t, Ticket) for t in tickets)
-    refused = adm.admit("192.0.2.3", tts=tts)
-    assert refused == Refused(refusal, 1, first=True) and refused.refusal.status == status
-    if tts:
-        assert isinstance(adm.admit("192.0.2.3", tts=False), Ticket)  # STT is not capped
-    ticket = tickets[0]
-    assert isinstance(ticket, Ticket)
-    adm.release(ticket)
-    assert isinstance(adm.admit("192.0.2.3", tts=tts), Ticket)
+def test_a_flood_at_the_cap_is_one_episode_until_the_client_is_gone() -> None:
+    """Places freed and retaken under a flood do not start a new episode (one WARNING per
+    freed place would let a flood fill the log); the client's last close ends it."""
+    adm = Admission(limits(max_connections_per_client=2))
+    held = [ticket(adm, A), ticket(adm, A)]
+    assert adm.connect(A) == Refused(Refusal.CLIENT_LIMIT, 1, first=True)
+    for _ in range(5):
+        adm.release(held.pop(0))
+        held.append(ticket(adm, A))
+        assert adm.connect(A) == Refused(Refusal.CLIENT_LIMIT, 1, first=False)
+    for t in held:
+        adm.release(t)
+    held = [ticket(adm, A), ticket(adm, A)]
+    assert adm.connect(A) == Refused(Refusal.CLIENT_LIMIT, 1, first=True)
+
+
+def test_server_wide_cap_counts_every_client_and_ends_its_episode_at_half() -> None:
+    adm = Admission(limits(max_connections=4))
+    tickets = [ticket(adm, f"192.0.2.{i}") for i in range(4)]
+    assert adm.connect("192.0.2.9") == Refused(Refusal.SERVER_FULL, 1, first=True)
+    assert Refusal.SERVER_FULL.status is None
+    adm.release(tickets[0])
+    ticket(adm, "192.0.2.9")
+    assert adm.connect("192.0.2.9") == Refused(Refusal.SERVER_FULL, 1, first=False)
+    for t in tickets[1:3]:
+        adm.release(t)
+    assert adm.statistics().open_connections == 2  # half the cap: the episode is over
+    ticket(adm, "192.0.2.9")
+    ticket(adm, "192.0.2.9")
+    assert adm.connect("192.0.2.9") == Refused(Refusal.SERVER_FULL, 1, first=True)
+
+
+def test_tts_places_are_taken_at_the_handshake_and_given_back_with_the_connection() -> None:
+    adm = Admission(limits(max_tts_connections=2))
+    first, second, third = ticket(adm, A), ticket(adm, B), ticket(adm, A)
+    assert adm.admit_tts(first) is None and adm.admit_tts(second) is None
+    assert adm.admit_tts(first) is None  # idempotent: one place per connection
+    assert adm.admit_tts(third) == Refused(Refusal.TTS_FULL, 1, first=True)
+    assert Refusal.TTS_FULL.status == 503
+    assert adm.statistics().open_tts_connections == 2
+    adm.release(first)
+    assert adm.statistics().open_tts_connections == 1
+    assert adm.admit_tts(third) is None
+    assert (adm.statistics().refused, adm.statistics().refused_at_connect) == (1, 0)
 
 
 @pytest.mark.parametrize(

@@ -71,6 +71,8 @@ def test_cli_serves_and_a_signal_closes_sessions_and_exits_0(signum: int) -> Non
         (["--port", "abc"], "argument --port: not a whole number: 'abc'"),
         (["--idle-timeout", "nan"], "argument --idle-timeout: must be a number > 0"),
         (["--send-timeout", "0"], "argument --send-timeout: must be a number > 0"),
+        (["--handshake-timeout", "-1"], "argument --handshake-timeout: must be a number > 0"),
+        (["--handshake-timeout", "x"], "argument --handshake-timeout: not a number: 'x'"),
         (["--max-sessions", "0"], "argument --max-sessions: must be >= 1, not 0"),
         (["--max-tts-sessions", "1.5"], "argument --max-tts-sessions: not a whole number"),
         (["--max-connections", "-3"], "argument --max-connections: must be >= 1, not -3"),
@@ -104,3 +106,25 @@ def test_missing_api_key_is_one_line_and_exit_2(
     assert main(["--port", "0"]) == 2
     err = capsys.readouterr().err
     assert err == "voxlane gateway: error: --api-key (or VOXLANE_GATEWAY_API_KEY) is required\n"
+
+
+@pytest.mark.parametrize("source", ["option", "environment"])
+def test_an_api_key_that_is_not_printable_ascii_is_one_line_and_exit_2(source: str) -> None:
+    """A key with a character above U+00FF once became "?" in the expected header, so
+    ``Bearer ????`` got in. Such a key is refused before anything listens, from
+    ``--api-key`` and from ``$VOXLANE_GATEWAY_API_KEY`` alike. (A subprocess: if the key
+    were accepted the gateway would serve until killed, here by the timeout.)"""
+    key = "ключ€€"
+    args = [sys.executable, "-m", "voxlane.gateway", "--port", "0"]
+    env = {k: v for k, v in os.environ.items() if k != "VOXLANE_GATEWAY_API_KEY"}
+    if source == "option":
+        args += ["--api-key", key]
+    else:
+        env["VOXLANE_GATEWAY_API_KEY"] = key
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout == ""
+    assert proc.stderr == (
+        "voxlane gateway: error: --api-key (or VOXLANE_GATEWAY_API_KEY) must be printable "
+        "ASCII without spaces (character 1 of 6 is not)\n"
+    )

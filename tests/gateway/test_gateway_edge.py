@@ -10,9 +10,9 @@ import struct
 from typing import Any
 
 import pytest
-from gateway_helpers import API_KEY, HEADERS, gateway, logged_problems, run
+from gateway_helpers import API_KEY, HEADERS, create, gateway, logged_problems, run
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import InvalidHandshake, InvalidStatus
 
 WS_HEADERS = [
     ("Upgrade", "websocket"),
@@ -151,39 +151,163 @@ def test_failed_handshakes_are_throttled_per_client(caplog: pytest.LogCaptureFix
     assert not logged_problems(caplog), logged_problems(caplog)
 
 
-def test_concurrent_connections_per_client_are_capped() -> None:
-    async def main() -> None:
-        async with gateway(max_connections_per_client=3) as server:
-            open_ = [await connect(server.stt_url, additional_headers=HEADERS) for _ in range(3)]
+class IdleSocket:
+    """A TCP connection that sends nothing (or ``dribble``s bytes); ``closed`` is set when
+    the server closes it (EOF or reset seen by a reader task)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+        self.closed = asyncio.Event()
+        self._reader = asyncio.create_task(self._read(reader))
+
+    @classmethod
+    async def open(cls, port: int) -> IdleSocket:
+        async with asyncio.timeout(5):
+            return cls(*await asyncio.open_connection("127.0.0.1", port))
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        try:
+            while await reader.read(4096):
+                pass
+        except OSError:
+            pass
+        self.closed.set()
+
+    async def dribble(self, data: bytes, every_s: float) -> None:
+        """Send ``data`` one byte at a time (a slowloris request), until closed."""
+        for byte in data:
+            if self.closed.is_set():
+                return
             try:
-                with pytest.raises(InvalidStatus) as refused:
-                    await connect(server.tts_url, additional_headers=HEADERS)
-                assert refused.value.response.status_code == 429
-                assert refused.value.response.headers["Retry-After"] == "1"
-                await open_.pop().close()
-                await wait_open_connections(server, 2)
-                async with connect(server.tts_url, additional_headers=HEADERS):
+                self.writer.write(bytes([byte]))
+                await self.writer.drain()
+            except OSError:
+                return
+            await asyncio.sleep(every_s)
+
+    async def aclose(self) -> None:
+        self.writer.transport.abort()
+        async with asyncio.timeout(5):
+            await self.closed.wait()
+        await self._reader
+
+
+async def until(condition: Any, timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.02)
+
+
+@pytest.mark.parametrize(
+    ("caps", "why"),
+    [
+        ({"max_connections_per_client": 3}, "too many connections from this client"),
+        ({"max_connections": 3}, "too many connections"),
+    ],
+    ids=["per-client", "server-wide"],
+)
+def test_idle_tcp_connections_count_and_over_the_cap_are_closed_at_accept(
+    caps: dict[str, int], why: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A slowloris client: 20 connections that never send a request. The first 3 hold
+    the places (counted, open until the handshake timeout); the other 17 are closed by
+    the server at once, without a byte read; a normal client gets a place as soon as one
+    is given back."""
+    caplog.set_level(logging.DEBUG, logger="voxlane")
+    n, cap = 20, 3
+
+    async def main() -> None:
+        # A long handshake timeout: what closes the extra sockets here is the cap.
+        async with gateway(handshake_timeout_s=60.0, **caps) as server:
+            sockets = [await IdleSocket.open(server.port) for _ in range(n)]
+            try:
+                await until(lambda: sum(s.closed.is_set() for s in sockets) == n - cap)
+                stats = server.statistics()
+                assert (stats.open_connections, stats.refused_at_connect) == (cap, n - cap)
+                assert stats.connections_seen == 0  # no HTTP request was ever read
+                # Over the cap, a real client is turned away at accept too...
+                with pytest.raises((InvalidHandshake, OSError)):
+                    await connect(server.stt_url, additional_headers=HEADERS, open_timeout=5)
+                await until(lambda: server.statistics().refused_at_connect == n - cap + 1)
+                # ... and served once an idle socket goes away.
+                survivors = [s for s in sockets if not s.closed.is_set()]
+                assert len(survivors) == cap
+                await survivors[0].aclose()
+                await wait_open_connections(server, cap - 1)
+                async with connect(server.stt_url, additional_headers=HEADERS) as ws:
+                    assert (await create(ws))["type"] == "session.created"
+                assert all(not s.closed.is_set() for s in survivors[1:])
+            finally:
+                for s in sockets:
+                    await s.aclose()
+            await wait_open_connections(server, 0)
+
+    run(main())
+    refused = [r for r in caplog.records if "refused a connection from 127.0.0.1" in r.getMessage()]
+    assert len(refused) == n - cap + 1 and all(why in r.getMessage() for r in refused)
+    # One WARNING for the episode, the repeats at DEBUG.
+    assert [r.levelno for r in refused].count(logging.WARNING) == 1
+    assert not logged_problems(caplog), logged_problems(caplog)
+
+
+def test_a_handshake_not_finished_in_time_is_dropped_and_gives_its_place_back() -> None:
+    """One socket sends nothing, one dribbles its request a byte every 0.1 s: both are
+    closed at the handshake timeout (0.5 s here, 5 s by default) and uncounted."""
+
+    async def main() -> None:
+        async with gateway(handshake_timeout_s=0.5, max_connections_per_client=2) as server:
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            idle, slow = await IdleSocket.open(server.port), await IdleSocket.open(server.port)
+            request = f"GET /v1/stt HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n".encode()
+            dribbler = asyncio.create_task(slow.dribble(request * 10, 0.1))
+            try:
+                await until(lambda: server.statistics().open_connections == 2)
+                await until(lambda: idle.closed.is_set() and slow.closed.is_set())
+                assert loop.time() - t0 < 4.0  # the configured timeout, not the default
+                await wait_open_connections(server, 0)
+                async with connect(server.stt_url, additional_headers=HEADERS):
                     pass
             finally:
-                for ws in open_:
-                    ws.transport.abort()
-            await wait_open_connections(server, 0)
+                await dribbler
+                await idle.aclose()
+                await slow.aclose()
 
     run(main())
 
 
-def test_server_wide_connection_cap_is_503() -> None:
+def test_gateway_stt_retries_a_gateway_that_is_full_at_accept() -> None:
+    """voxlane's own client takes "closed at accept" for what it is, a full server: it
+    backs off and retries, and gets in once a place is free."""
+    from voxlane.core.retry import Backoff
+    from voxlane.media import AudioFrame
+    from voxlane.providers.gateway_stt import GatewaySTT
+
     async def main() -> None:
-        async with gateway(max_connections=2) as server:
-            open_ = [await connect(server.stt_url, additional_headers=HEADERS) for _ in range(2)]
+        async with gateway(handshake_timeout_s=60.0, max_connections=1) as server:
+            blocker = await IdleSocket.open(server.port)
             try:
-                with pytest.raises(InvalidStatus) as refused:
-                    await connect(server.stt_url, additional_headers=HEADERS)
-                assert refused.value.response.status_code == 503
+                await wait_open_connections(server, 1)
+                stt = GatewaySTT(
+                    url=server.stt_url,
+                    api_key=API_KEY,
+                    max_retries=20,
+                    backoff=Backoff(initial=0.05, multiplier=1.0, cap=0.05, jitter=0.0),
+                )
+                stream = stt.stream(sample_rate=16000)
+                try:
+                    stream.push_frame(AudioFrame(b"\x00\x00" * 320, 16000))
+                    await until(lambda: server.statistics().refused_at_connect >= 2)
+                    await blocker.aclose()
+                    await until(lambda: server.statistics().live_sessions == 1)
+                    stream.end_input()
+                    async with asyncio.timeout(10):
+                        async for _ in stream:
+                            pass  # ends cleanly: no ProviderError
+                finally:
+                    await stream.aclose()
             finally:
-                for ws in open_:
-                    ws.transport.abort()
-            await wait_open_connections(server, 0)
+                await blocker.aclose()
 
     run(main())
 
@@ -205,5 +329,49 @@ def test_a_client_that_resets_during_the_handshake_gives_its_place_back() -> Non
             await wait_open_connections(server, 0)
             async with connect(server.stt_url, additional_headers=HEADERS):
                 pass
+
+    run(main())
+
+
+@pytest.mark.parametrize(
+    "key", ["€€€€", "ключ", "é", "two words", "tab\there", "line\nbreak", "\x7f", ""]
+)
+def test_a_key_that_is_not_printable_ascii_is_refused_by_the_config(key: str) -> None:
+    """``Bearer ????`` matched a key of four characters above U+00FF (each became "?");
+    a Latin-1 key (``é``) matched only a raw byte no client library sends as such."""
+    from voxlane.gateway import GatewayConfig
+    from voxlane.gateway.admission import Admission, AdmissionLimits
+    from voxlane.gateway.edge import HandshakeGate
+
+    with pytest.raises(ValueError, match=r"^api_key must be") as refused:
+        GatewayConfig(api_key=key)
+    assert key not in str(refused.value) or not key  # the message never quotes the key
+    if not key.isascii():  # the edge encodes strictly too: no "?" stands in for them
+        with pytest.raises(UnicodeEncodeError):
+            HandshakeGate(
+                api_key=key,
+                routes=frozenset({"/v1/stt"}),
+                tts_route="/v1/tts",
+                admission=Admission(AdmissionLimits()),
+                now=lambda: 0.0,
+                refusing=lambda: False,
+                on_record=lambda record: None,
+            )
+
+
+def test_printable_ascii_keys_are_accepted_and_only_the_exact_header_gets_in() -> None:
+    key = "K3y.with~all!sorts#of$punct%&'()*+,-/:;<=>?@[]^_`{|}"
+
+    async def main() -> None:
+        from voxlane.gateway import GatewayConfig, start_gateway
+
+        server = await start_gateway(GatewayConfig(api_key=key, stt_engine="pocketsphinx"))
+        try:
+            good = [("Authorization", f"Bearer {key}")]
+            assert (await handshake(server.port, headers=good))[0] == 101
+            qmarks = [("Authorization", "Bearer " + "?" * len(key))]
+            assert (await handshake(server.port, headers=qmarks))[0] == 401
+        finally:
+            await server.aclose()
 
     run(main())

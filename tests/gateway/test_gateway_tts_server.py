@@ -244,3 +244,41 @@ def test_espeak_text_that_looks_like_an_option_is_spoken_not_obeyed() -> None:
     # missing one, so it failed; "-f/etc/hostname" spoke the machine's host name.
     audio = b"".join(engine.synthesize("-f/no/such/file"))
     assert len(audio) / 2 / engine.sample_rate > 0.5
+
+
+@pytest.mark.parametrize(
+    "rid",
+    ["x\nconn 99: forged line", "x" * 10_000, "", "tab\tid", "del\x7f", "caf\u00e9", "\u202e"],
+    ids=["newline", "10k", "empty", "tab", "del", "latin-1", "bidi"],
+)
+def test_a_request_id_must_be_short_printable_ascii(
+    rid: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The ``id`` is echoed in every event and logged: one with a newline could forge a
+    log line, a 10k one fill it. Refused with 2003 (non-fatal, nothing echoed); the next
+    request on the connection is served; no log line carries what the client sent."""
+    caplog.set_level(logging.DEBUG, logger="voxlane")
+
+    async def main() -> None:
+        async with (
+            gateway() as server,
+            connect(server.tts_url, additional_headers=HEADERS, open_timeout=5) as ws,
+        ):
+            await ws.send(synthesize("Okay.", rid=rid, rate=16000))
+            await ws.send(json.dumps({"type": "cancel"}))  # logs the current id at DEBUG
+            error = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            assert error["type"] == "error" and error["code"] == 2003, error
+            assert error["message"] == "'id' must be 1-64 printable ASCII characters"
+            cancelled = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            assert cancelled == {"type": "synthesis.cancelled", "id": ""}
+            longest = "~ !" + "i" * 61  # 64 characters: accepted, echoed as is
+            await ws.send(synthesize("Okay.", rid=longest, rate=16000))
+            kinds = await read_until(ws, "synthesis.done")
+            assert kinds[0] == "synthesis.started" and "audio" in kinds, kinds
+            assert server.connection_log[0].errors_sent == [2003]
+
+    run(main())
+    for record in caplog.records:
+        message = record.getMessage()
+        assert "\n" not in message and "forged" not in message and "x" * 100 not in message
+    assert not logged_problems(caplog), logged_problems(caplog)

@@ -160,6 +160,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def configure_logging(level: str) -> None:
+    """Log to stderr at ``level``; websockets never below WARNING (at DEBUG it would log
+    the gateway's bearer key and every frame's text)."""
+    from voxlane.worker.logs import quiet_websockets
+
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s %(message)s")
+    quiet_websockets()
+
+
 def main(argv: list[str] | None = None) -> int:
     """``voxlane``: parse (a mistake: one line on stderr, exit 2), run the subcommand.
     An error that reaches here — voxlane's own (``VoxlaneError``), the OS's (a port in use,
@@ -180,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     problem = opt.gateway_problem(args)
     if problem is not None:
         return opt.fail(prog, f"{problem} (see {prog} -h)")
-    logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s %(message)s")
+    configure_logging(args.log_level)
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

@@ -1,17 +1,24 @@
-"""Who may open a gateway connection: failed-handshake throttling and connection caps.
+"""Who may open a gateway connection: connection caps and failed-handshake throttling.
 
 Pure decisions: no I/O, no asyncio, no clock (``now`` is passed in, in seconds of the
-event loop's monotonic clock). The server's ``process_request`` asks, for each handshake:
+event loop's monotonic clock). The server asks:
 
-1. :meth:`Admission.throttled` — has this client address spent its failed-handshake
-   budget? Then HTTP 429 with ``Retry-After``, *before* the key is even looked at, so a
-   key cannot be guessed faster than the budget refills.
-2. (route and key checks, in the server) — each 400/401/404 is a :meth:`Admission.failed`,
+1. :meth:`Admission.connect` — for every TCP connection, as it is accepted, before a byte
+   is read: the caps per client address and for the whole server. Every connection counts
+   from here until :meth:`Admission.release` (idempotent), which the server calls when
+   the TCP connection is gone: one that never sends its HTTP request, or dribbles it,
+   holds its place as long as it is open (at most the opening-handshake timeout), so idle
+   sockets cannot pile up uncounted. Over a cap the connection is closed at once (no HTTP
+   answer: the request has not been read, and writing to a peer that does not read is
+   what a flood wants).
+2. For each HTTP request (``process_request``): :meth:`Admission.throttled` — has this
+   client address spent its failed-handshake budget? Then HTTP 429 with ``Retry-After``,
+   *before* the key is even looked at, so a key cannot be guessed faster than the budget
+   refills.
+3. (route and key checks, in the server) — each 400/401/404 is a :meth:`Admission.failed`,
    which takes one token from the client's bucket.
-3. :meth:`Admission.admit` — the connection caps: per client address (HTTP 429), for the
-   whole server and for ``/v1/tts`` (HTTP 503). Admitted connections hold a
-   :class:`Ticket` until :meth:`Admission.release` (idempotent), which the server calls
-   when the TCP connection is gone.
+4. :meth:`Admission.admit_tts` — a ``/v1/tts`` request takes one of the TTS places (HTTP
+   503 when none is free); its ticket gives it back on release.
 
 The failed-handshake budget is a token bucket per client address: ``burst`` tokens, one
 more every ``1 / rate`` seconds. Buckets are kept for at most ``max_tracked_clients``
@@ -101,16 +108,18 @@ class TokenBucket:
 
 
 class Refusal(enum.Enum):
-    """Why a handshake is refused; :attr:`status` is the HTTP status it gets."""
+    """Why a connection is refused."""
 
-    THROTTLED = "throttled"  # too many failed handshakes from this address: 429
-    CLIENT_LIMIT = "client_limit"  # max_connections_per_client open from it: 429
-    SERVER_FULL = "server_full"  # max_connections open in all: 503
-    TTS_FULL = "tts_full"  # max_tts_connections open on /v1/tts: 503
+    THROTTLED = "throttled"  # too many failed handshakes from this address: HTTP 429
+    TTS_FULL = "tts_full"  # max_tts_connections open on /v1/tts: HTTP 503
+    # At TCP accept: closed at once, no HTTP answer.
+    CLIENT_LIMIT = "client_limit"  # max_connections_per_client open from the address
+    SERVER_FULL = "server_full"  # max_connections open in all
 
     @property
-    def status(self) -> int:
-        return 429 if self in (Refusal.THROTTLED, Refusal.CLIENT_LIMIT) else 503
+    def status(self) -> int | None:
+        """The HTTP status of a refused request; None for a refusal at TCP accept."""
+        return {Refusal.THROTTLED: 429, Refusal.TTS_FULL: 503}.get(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,22 +134,27 @@ class Refused:
 
 @dataclass(eq=False, slots=True)
 class Ticket:
-    """One admitted connection; hand it back with :meth:`Admission.release`."""
+    """One open TCP connection; hand it back with :meth:`Admission.release`."""
 
     client: str
-    tts: bool
+    #: It holds one of the ``/v1/tts`` places (:meth:`Admission.admit_tts`).
+    tts: bool = False
     released: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class AdmissionStatistics:
+    #: Open TCP connections, whether or not their handshake finished.
     open_connections: int
     open_tts_connections: int
     #: Client addresses with at least one open connection.
     clients_connected: int
     #: Client addresses whose failed-handshake bucket is being tracked.
     clients_tracked: int
+    #: Refusals of every kind (TCP accepts over a cap included).
     refused: int
+    #: TCP connections closed at accept by a connection cap.
+    refused_at_connect: int = 0
 
 
 class _Client:
@@ -163,8 +177,11 @@ class Admission:
         self._open_total = 0
         self._open_tts = 0
         self._refused = 0
-        # Refusals already reported since the last admission (per client for its cap,
-        # per reason for the server-wide caps): a refusal is "first" only once per episode.
+        self._refused_at_connect = 0
+        # Refusals already reported in the current episode: a refusal is "first" (logged
+        # at WARNING) once per episode. A client's episode ends when its last connection
+        # closes; a server-wide one when the count is back to half its cap. (Ending it at
+        # the next admission would log a WARNING per freed place under a flood.)
         self._capped: set[str] = set()
         self._full: set[Refusal] = set()
 
@@ -196,34 +213,44 @@ class Admission:
             self._clients.move_to_end(client)
         state.bucket.take(now)
 
-    def admit(self, client: str, *, tts: bool) -> Ticket | Refused:
-        """Count one more open connection of ``client``, or refuse it (a cap is reached)."""
+    def connect(self, client: str) -> Ticket | Refused:
+        """Count one more open TCP connection of ``client``, or refuse it (a cap is
+        reached: the caller closes it at once)."""
         limits = self.limits
         refusal: Refusal | None = None
         if self._open.get(client, 0) >= limits.max_connections_per_client:
             refusal = Refusal.CLIENT_LIMIT
         elif self._open_total >= limits.max_connections:
             refusal = Refusal.SERVER_FULL
-        elif tts and self._open_tts >= limits.max_tts_connections:
-            refusal = Refusal.TTS_FULL
         if refusal is not None:
-            self._refused += 1
-            if refusal is Refusal.CLIENT_LIMIT:
-                first = client not in self._capped
-                self._capped.add(client)
-            else:
-                first = refusal not in self._full
-                self._full.add(refusal)
-            return Refused(refusal, 1, first)
-        self._capped.discard(client)
-        self._full.clear()
+            self._refused_at_connect += 1
+            return self._refuse(refusal, client)
         self._open[client] = self._open.get(client, 0) + 1
         self._open_total += 1
-        self._open_tts += tts
-        return Ticket(client, tts)
+        return Ticket(client)
+
+    def admit_tts(self, ticket: Ticket) -> Refused | None:
+        """Give ``ticket``'s connection one of the ``/v1/tts`` places, or refuse it."""
+        if ticket.released or ticket.tts:
+            return None
+        if self._open_tts >= self.limits.max_tts_connections:
+            return self._refuse(Refusal.TTS_FULL, ticket.client)
+        ticket.tts = True
+        self._open_tts += 1
+        return None
+
+    def _refuse(self, refusal: Refusal, client: str) -> Refused:
+        self._refused += 1
+        if refusal is Refusal.CLIENT_LIMIT:
+            first = client not in self._capped
+            self._capped.add(client)
+        else:
+            first = refusal not in self._full
+            self._full.add(refusal)
+        return Refused(refusal, 1, first)
 
     def release(self, ticket: Ticket) -> None:
-        """Give an admitted connection's place back (idempotent)."""
+        """Give a connection's places back (idempotent)."""
         if ticket.released:
             return
         ticket.released = True
@@ -235,6 +262,10 @@ class Admission:
             self._capped.discard(ticket.client)
         self._open_total -= 1
         self._open_tts -= ticket.tts
+        if self._open_total <= self.limits.max_connections // 2:
+            self._full.discard(Refusal.SERVER_FULL)
+        if self._open_tts <= self.limits.max_tts_connections // 2:
+            self._full.discard(Refusal.TTS_FULL)
 
     def statistics(self) -> AdmissionStatistics:
         return AdmissionStatistics(
@@ -243,4 +274,5 @@ class Admission:
             clients_connected=len(self._open),
             clients_tracked=len(self._clients),
             refused=self._refused,
+            refused_at_connect=self._refused_at_connect,
         )

@@ -21,7 +21,7 @@ from typing import NoReturn
 from voxlane.gateway.engines import STT_ENGINES
 from voxlane.gateway.engines.base import EngineError
 from voxlane.gateway.faults import FaultPlan, parse_fault
-from voxlane.gateway.server import GatewayConfig, start_gateway
+from voxlane.gateway.server import GatewayConfig, check_api_key, start_gateway
 
 __all__ = ["build_parser", "main"]
 
@@ -93,6 +93,14 @@ def build_parser(prog: str = "voxlane gateway") -> argparse.ArgumentParser:
         help="a client that does not read one frame for this long is closed (2014, "
         "close 1008; default 5)",
     )
+    parser.add_argument(
+        "--handshake-timeout",
+        type=_positive_float,
+        default=5.0,
+        metavar="SECONDS",
+        help="a connection must finish its opening handshake this long after it is "
+        "accepted, else it is dropped (default 5)",
+    )
     parser.add_argument("--stt-engine", choices=STT_ENGINES, default="pocketsphinx")
     parser.add_argument(
         "--max-sessions",
@@ -113,14 +121,15 @@ def build_parser(prog: str = "voxlane gateway") -> argparse.ArgumentParser:
         type=_int_at_least(1),
         default=256,
         metavar="N",
-        help="open connections in all (default 256; more get HTTP 503)",
+        help="open TCP connections in all, handshakes in progress included (default 256; "
+        "more are closed at accept)",
     )
     parser.add_argument(
         "--max-connections-per-client",
         type=_int_at_least(1),
         default=32,
         metavar="N",
-        help="open connections from one client address (default 32; more get HTTP 429)",
+        help="open TCP connections from one client address (default 32; more are closed at accept)",
     )
     parser.add_argument(
         "--failed-handshake-burst",
@@ -153,6 +162,26 @@ def build_parser(prog: str = "voxlane gateway") -> argparse.ArgumentParser:
     return parser
 
 
+#: Never below WARNING: websockets logs each connection too (ours already carry the
+#: connection id), and at DEBUG it logs request lines (query strings included), headers
+#: (the bearer key) and every text frame. voxlane.worker.logs.QUIET_LOGGERS is the same
+#: list for the other commands (the gateway may not import the worker).
+QUIET_LOGGERS = ("websockets", "websockets.client", "websockets.server")
+
+
+def configure_logging(level: str) -> None:
+    """Log to stderr at ``level``; the :data:`QUIET_LOGGERS` at WARNING at least."""
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for name in QUIET_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.level < logging.WARNING:  # NOTSET (0) included: it would inherit DEBUG
+            logger.setLevel(logging.WARNING)
+
+
 async def _serve(config: GatewayConfig, faults: FaultPlan) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -177,19 +206,17 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=args.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # websockets logs each connection too (ours already carry the connection id), and at
-    # DEBUG it logs request lines, query strings included: never below WARNING.
-    logging.getLogger("websockets").setLevel(logging.WARNING)
+    configure_logging(args.log_level)
     if not args.api_key:
         print(
             f"{parser.prog}: error: --api-key (or VOXLANE_GATEWAY_API_KEY) is required",
             file=sys.stderr,
         )
+        return 2
+    try:  # GatewayConfig checks it too; here the message names the option
+        check_api_key(args.api_key, "--api-key (or VOXLANE_GATEWAY_API_KEY)")
+    except ValueError as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 2
     try:
         faults = FaultPlan()
@@ -200,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
             port=args.port,
             api_key=args.api_key,
             idle_timeout_s=args.idle_timeout,
+            handshake_timeout_s=args.handshake_timeout,
             send_timeout_s=args.send_timeout,
             stt_engine=args.stt_engine,
             max_sessions=args.max_sessions,

@@ -69,6 +69,25 @@ def shared_stt_engine(name: str, processes: int = 0) -> SttEngine:
         return engine
 
 
+def check_api_key(key: str, name: str = "api_key") -> None:
+    """Raise ValueError unless ``key`` is a usable bearer key: 1 or more printable ASCII
+    characters, no space. The message names ``name`` and never quotes the key.
+
+    Anything else cannot be compared safely: an HTTP header is bytes, and a character
+    that has no single byte (``€``) would have to be replaced by something a client can
+    send, ``?`` say, which is how ``Bearer ????`` once matched a key of four such
+    characters. (Spaces and control characters do not survive header parsing either.)
+    """
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"{name} must be a non-empty string")
+    bad = next((i for i, c in enumerate(key) if not "!" <= c <= "~"), None)
+    if bad is not None:
+        raise ValueError(
+            f"{name} must be printable ASCII without spaces "
+            f"(character {bad + 1} of {len(key)} is not)"
+        )
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GatewayConfig:
     """Configuration of one gateway server (immutable).
@@ -87,9 +106,12 @@ class GatewayConfig:
     max_sessions: int = 8
     #: Open ``/v1/tts`` connections (each is one session; more: HTTP 503 at the handshake).
     max_tts_sessions: int = 8
-    #: Open connections in all, and from one client address (more: HTTP 503, 429).
+    #: Open TCP connections in all, and from one client address, counted from accept
+    #: (handshakes in progress included); more are closed at accept, with no HTTP answer.
     max_connections: int = 256
     max_connections_per_client: int = 32
+    #: From TCP accept to the end of the opening handshake (else the connection is dropped).
+    handshake_timeout_s: float = 5.0
     #: Failed handshakes (400/401/404) one client address may make in a burst, and how
     #: many more per second it earns back; past them: HTTP 429 for every handshake.
     failed_handshake_burst: int = 10
@@ -121,12 +143,12 @@ class GatewayConfig:
 
     def __post_init__(self) -> None:
         """Raises ValueError naming the first field out of range."""
-        if not self.api_key:
-            raise ValueError("api_key must be a non-empty string")
+        check_api_key(self.api_key)
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be 0..65535, not {self.port}")
         for name in (
             "idle_timeout_s",
+            "handshake_timeout_s",
             "send_timeout_s",
             "close_timeout_s",
             "queue_timeout_s",
@@ -184,12 +206,14 @@ class GatewayStatistics:
     #: Connections that reached the HTTP handshake since start (refused ones included).
     connections_seen: int
     closing: bool
-    #: Admitted connections whose TCP connection is still open (all endpoints), and
-    #: those on ``/v1/tts``.
+    #: Open TCP connections, counted from accept (handshakes in progress included), and
+    #: those holding a ``/v1/tts`` place.
     open_connections: int = 0
     open_tts_connections: int = 0
-    #: Handshakes refused by a cap or the failed-handshake throttle since start.
+    #: Connections refused by a cap or the failed-handshake throttle since start.
     refused_by_limits: int = 0
+    #: Of those, TCP connections closed at accept (a connection cap was reached).
+    refused_at_connect: int = 0
 
 
 _Handler = Callable[[ServerConnection, ConnectionRecord], Awaitable[None]]
@@ -299,6 +323,7 @@ class GatewayServer:
             open_connections=admission.open_connections,
             open_tts_connections=admission.open_tts_connections,
             refused_by_limits=admission.refused,
+            refused_at_connect=admission.refused_at_connect,
         )
 
     async def __aenter__(self) -> GatewayServer:
@@ -329,13 +354,15 @@ class GatewayServer:
             cfg.port,
             process_request=self._gate.process_request,
             process_response=self._gate.process_response,
-            create_connection=GatewayConnection,
+            create_connection=self._gate.connection_class,
             compression=None,
             # Frames over max_frame_bytes get error 2010 from the session; websockets'
             # own limit (close 1009, no event) is only a backstop against huge frames.
             max_size=max(4 * cfg.max_frame_bytes, 1 << 20),
             close_timeout=cfg.close_timeout_s,
-            open_timeout=10.0,
+            # From accept to the end of the opening handshake: a connection that sends
+            # nothing, or dribbles its request, is dropped then (it is counted meanwhile).
+            open_timeout=cfg.handshake_timeout_s,
             ping_interval=20.0,
             ping_timeout=20.0,
             max_queue=32,

@@ -33,6 +33,7 @@ from voxlane.gateway import stt_rules as rules
 from voxlane.gateway.connlog import ConnectionRecord
 from voxlane.gateway.engines import ENGINE_SAMPLE_RATE, Recognizer, SttEngine
 from voxlane.gateway.faults import GARBAGE_FRAMES, FaultPlan
+from voxlane.gateway.logsafe import exception_summary
 from voxlane.gateway.resample import Resampler
 from voxlane.gateway.sending import SendOutcome, abort, close_bounded, send_bounded
 from voxlane.gateway.stt_rules import State
@@ -68,7 +69,7 @@ async def _cancel(task: asyncio.Task[Any], deadline: float) -> None:
     if task.done() and not task.cancelled() and task.exception() is not None:
         # Retrieved here (so asyncio does not report it at garbage collection): the task
         # was being cancelled, its error changes nothing for the caller.
-        _log.debug("task %r ended with %r", task, task.exception())
+        _log.debug("task %s ended with %s", task.get_name(), exception_summary(task.exception()))
 
 
 class SessionSlots(Protocol):
@@ -249,7 +250,12 @@ class SttConnection:
             await self._send_error(exc.code, exc.message)
             return
         except Exception as exc:  # third-party engine errors: translated here
-            _log.error("conn %d: engine failed to start: %r", self._record.conn_id, exc)
+            # Its text may quote the phrases: the type only (voxlane.gateway.logsafe).
+            _log.error(
+                "conn %d: engine failed to start: %s",
+                self._record.conn_id,
+                exception_summary(exc),
+            )
             self._close_with(rules.ENGINE_FAILED)
             return
         if self._state is not State.AWAITING_CREATE:  # closed while the engine started
@@ -355,7 +361,7 @@ class SttConnection:
                     await self._send(p.SessionFinalized())
                 command = None
         except Exception as exc:  # third-party engine errors: translated here
-            _log.error("conn %d: engine error: %r", self._record.conn_id, exc)
+            _log.error("conn %d: engine error: %s", self._record.conn_id, exception_summary(exc))
             # Not awaited here: the closing task cancels and awaits this worker.
             self._close_with(rules.ENGINE_FAILED)
 

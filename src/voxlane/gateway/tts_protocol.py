@@ -4,8 +4,9 @@ One connection carries a sequence of synthesis requests, spoken in order:
 
 * client → server text frames: ``{"type":"synthesize","text":…,"voice":…,"sample_rate":…,
   "id":…}`` (``voice`` defaults to ``"joe"``, ``sample_rate`` to 16000, ``id`` to a
-  server-assigned number), ``{"type":"cancel"}`` (stop the current request at once and drop
-  the queued ones), ``{"type":"session.close"}``;
+  server-assigned number; a client's ``id`` is 1 to 64 printable ASCII characters, as it
+  is echoed in every event and may be logged), ``{"type":"cancel"}`` (stop the current
+  request at once and drop the queued ones), ``{"type":"session.close"}``;
 * server → client: ``{"type":"synthesis.started","id":…,"sample_rate":…}``, then binary
   PCM16 LE mono frames of that request, then ``{"type":"synthesis.done","id":…}``; after a
   cancel, ``{"type":"synthesis.cancelled","id":…}`` (binary frames received before it belong
@@ -27,6 +28,8 @@ from voxlane.gateway import protocol as p
 
 VOICES: Final = ("joe", "espeak")
 MAX_TEXT_CHARS: Final = 2000
+#: A client's request ``id``: 1 to this many printable ASCII characters (space to ``~``).
+MAX_ID_CHARS: Final = 64
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -89,6 +92,12 @@ def _typed(obj: dict[str, Any], key: str, kind: type, default: Any) -> Any:
     return value
 
 
+def valid_request_id(value: str) -> bool:
+    """1 to :data:`MAX_ID_CHARS` characters, each printable ASCII (no control character:
+    an id is echoed in events and logged, it must not start a new log line)."""
+    return 0 < len(value) <= MAX_ID_CHARS and all(" " <= c <= "~" for c in value)
+
+
 def parse_tts_client_text(text: str) -> TtsClientMessage:
     """Parse one client frame; raises ``ProtocolViolation`` for anything not accepted."""
     obj = _object(text)
@@ -106,11 +115,17 @@ def parse_tts_client_text(text: str) -> TtsClientMessage:
         raise p.ProtocolViolation(p.ErrorCode.INVALID_MESSAGE, "synthesize: missing 'text'")
     if len(text_value) > MAX_TEXT_CHARS:
         raise p.ProtocolViolation(p.ErrorCode.INVALID_MESSAGE, f"text over {MAX_TEXT_CHARS} chars")
+    request_id = _typed(obj, "id", str, None)
+    if request_id is not None and not valid_request_id(request_id):
+        raise p.ProtocolViolation(
+            p.ErrorCode.INVALID_MESSAGE,
+            f"'id' must be 1-{MAX_ID_CHARS} printable ASCII characters",
+        )
     msg = Synthesize(
         text=text_value,
         voice=_typed(obj, "voice", str, "joe"),
         sample_rate=_typed(obj, "sample_rate", int, 16000),
-        id=_typed(obj, "id", str, None),
+        id=request_id,
     )
     if msg.voice not in VOICES:
         raise p.ProtocolViolation(

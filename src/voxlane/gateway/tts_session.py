@@ -39,6 +39,7 @@ from voxlane.gateway import protocol as p
 from voxlane.gateway import stt_rules as rules
 from voxlane.gateway import tts_protocol as t
 from voxlane.gateway.connlog import ConnectionRecord
+from voxlane.gateway.logsafe import exception_summary
 from voxlane.gateway.sending import SendOutcome, abort, close_bounded, send_bounded
 from voxlane.gateway.tts_engines import TtsEngine, shared_tts_engine
 from voxlane.media import AudioFrame, split_frames
@@ -182,7 +183,10 @@ class TtsConnection:
         dropped = self._jobs.clear()
         cancelled = self._current or ""
         log.debug(
-            "conn %d: cancel (current=%s, dropped %d)", self.record.conn_id, cancelled, dropped
+            "conn %d: cancel (current=%s, dropped %d)",
+            self.record.conn_id,
+            p.shorten(cancelled),
+            dropped,
         )
         await self._send(t.encode_tts_server_event(t.SynthesisCancelled(cancelled)))
 
@@ -195,11 +199,13 @@ class TtsConnection:
             try:
                 await self._synthesize(job, self._epoch)
             except _EngineFailed as exc:  # ends this request, not the connection
-                cause = exc.__cause__
-                name = type(cause).__name__
-                # The cause's text may quote the request's text: DEBUG only.
-                log.warning("conn %d: synthesis %s failed: %s", self.record.conn_id, job.id, name)
-                log.debug("conn %d: synthesis failure: %r", self.record.conn_id, cause)
+                name = type(exc.__cause__).__name__
+                log.warning(
+                    "conn %d: synthesis %s failed: %s",
+                    self.record.conn_id,
+                    p.shorten(job.id),
+                    exception_summary(exc.__cause__),
+                )
                 await self._reply_error(p.ErrorCode.ENGINE_ERROR, f"synthesis failed: {name}")
             finally:
                 self._current = None

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.exceptions import InvalidHandshake, InvalidMessage, InvalidStatus, InvalidURI
 
 from voxlane.core.retry import Failure, FailureKind
 from voxlane.errors import (
@@ -32,6 +32,12 @@ async def open_gateway_socket(
         )
     except InvalidStatus as exc:
         return handshake_failure(exc.response.status_code)
+    except InvalidMessage as exc:
+        if isinstance(exc.__cause__, EOFError | OSError):
+            # Closed before any HTTP answer: the gateway closes connections over its caps
+            # at accept (a full server, like 503), or the network dropped it.
+            return Failure(FailureKind.RESET, "gateway closed the connection at accept")
+        return Failure(FailureKind.PROTOCOL, f"handshake failed: {exc}", retryable=False)
     except (InvalidURI, InvalidHandshake) as exc:
         return Failure(FailureKind.PROTOCOL, f"handshake failed: {exc}", retryable=False)
     except TimeoutError:

@@ -51,8 +51,24 @@ class JobIdsFilter(logging.Filter):
         return True
 
 
+#: Loggers kept at WARNING or above whatever the level asked for: at DEBUG websockets logs
+#: every request line and header (``Authorization: Bearer KEY``) and every text frame
+#: (``session.create`` phrases, transcripts, text to speak), on the gateway's side and on
+#: its clients'. voxlane.gateway.cli keeps the same list (the gateway may not import this).
+QUIET_LOGGERS = ("websockets", "websockets.client", "websockets.server")
+
+
+def quiet_websockets() -> None:
+    """Raise the :data:`QUIET_LOGGERS` to WARNING (never lowers a level set higher)."""
+    for name in QUIET_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.level < logging.WARNING:  # NOTSET (0) included: it would inherit DEBUG
+            logger.setLevel(logging.WARNING)
+
+
 def setup_logging(level: str, fmt: str, ids: JobIdsFilter | None = None) -> None:
-    """Log to stderr as ``fmt`` ("text" or "json") at ``level``."""
+    """Log to stderr as ``fmt`` ("text" or "json") at ``level`` (websockets: WARNING at
+    least, see :func:`quiet_websockets`)."""
     handler = logging.StreamHandler()
     if ids is not None:
         handler.addFilter(ids)
@@ -63,3 +79,4 @@ def setup_logging(level: str, fmt: str, ids: JobIdsFilter | None = None) -> None
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    quiet_websockets()
