@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -67,14 +66,12 @@ from voxlane.transports.sip.rtp_io import RtpStream, open_rtp_stream
 from voxlane.transports.sip.sdp import AudioNegotiation, build_answer, negotiate, parse_sdp
 from voxlane.transports.sip.udp import SipSignaling, open_sip_signaling
 from voxlane.voice.agent import Agent
-from voxlane.voice.report import write_json_durably
+from voxlane.voice.report import report_file_name, write_json_durably
 from voxlane.voice.session import AgentSession
 
 __all__ = ["Providers", "SipServer", "SipServerConfig", "SipServerStatistics", "serve_sip"]
 
 log = logging.getLogger(__name__)
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9._@+=-]")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -394,7 +391,7 @@ class SipServer:
         }
         if self.config.reports_dir is None:
             return
-        path = self.config.reports_dir / f"{_UNSAFE.sub('_', call.call_id)[:200]}.json"
+        path = self.config.reports_dir / report_file_name(call.call_id)
         try:
             write_json_durably(path, report, mode=self.config.report_mode)
             self.reports.append(path)
