@@ -22,7 +22,7 @@ import pytest
 from sip.sipp import HAVE_SIPP, HOST, prepare_workdir, run_sipp
 from voxlane.cli.main import main
 from voxlane.runners.sip_server import SipServerConfig
-from voxlane.voice.report import REPORT_MODE, write_json_durably
+from voxlane.voice.report import REPORT_MODE, report_file_name, write_json_durably
 
 ROOT = Path(__file__).resolve().parents[1]
 AGENT = ROOT / "examples" / "receptionist.py"
@@ -40,6 +40,16 @@ def open_umask() -> Iterator[None]:
         yield
     finally:
         os.umask(old)
+
+
+def test_report_file_names_stay_inside_the_reports_dir() -> None:
+    """One rule for every runner that names a report after a call (``voxlane sip``, the
+    worker): a Call-ID comes from the network and may hold ``/`` and ``..``."""
+    assert report_file_name("1-2345@127.0.0.1") == "1-2345@127.0.0.1.json"  # sipp's: as is
+    assert report_file_name("../../etc/x") == ".._.._etc_x.json"
+    assert report_file_name("a b\x00\\c/é") == "a_b__c__.json"
+    assert report_file_name("") == ".json"
+    assert report_file_name("a" * 300) == "a" * 200 + ".json"  # within NAME_MAX
 
 
 def test_the_writer_sets_exactly_the_mode(tmp_path: Path, open_umask: None) -> None:

@@ -51,12 +51,15 @@ class SippResult:
 
 async def run_sipp(workdir: Path, scenario: str, port: int, *, calls: int = 1,
                    limit: int = 1, rate: float = 10.0, timeout_s: float = 30.0,
-                   service: str = "agent", media_ip: str = HOST) -> SippResult:
+                   service: str = "agent", media_ip: str = HOST,
+                   keys: dict[str, str] | None = None) -> SippResult:
     """Place ``calls`` calls (at most ``limit`` at once, ``rate`` per second) to
     ``service``@127.0.0.1:``port`` with ``scenario``; returns when sipp exits or was killed.
-    ``media_ip``: sipp's RTP address, written in its SDP (any 127.x.y.z works on Linux)."""
+    ``media_ip``: sipp's RTP address, written in its SDP (any 127.x.y.z works on Linux).
+    ``keys``: sipp ``-key NAME VALUE`` pairs, ``[NAME]`` in the scenario."""
+    extra = [arg for name, value in (keys or {}).items() for arg in ("-key", name, value)]
     proc = await asyncio.create_subprocess_exec(
-        "sipp", "-sf", scenario, "-s", service, "-i", HOST, "-mi", media_ip,
+        "sipp", "-sf", scenario, "-s", service, "-i", HOST, "-mi", media_ip, *extra,
         "-p", str(free_udp_port()), "-mp", str(free_udp_port()),
         "-m", str(calls), "-l", str(limit), "-r", str(rate),
         "-timeout", f"{timeout_s:.0f}s", "-timeout_error", "-nostdin", "-trace_err",

@@ -373,18 +373,14 @@ def test_offer_answer_with_sdp_module() -> None:
     (ok,) = call.answered(0.1, body)
     assert negotiate(parse_sdp(ok.body)).remote_port == 40000
 
-    # An offer without G.711 is refused with 488 by the application.
-    other = Caller(core, call_id="opus-only")
+    # An offer without G.711 is refused with 488 by the core itself, before any dialog
+    # (tests/sip/test_dialog_limits.py): the application never sees it.
     data = sipp_invite(call_id="opus-only").replace(b"RTP/AVP 0", b"RTP/AVP 9")
-    core.receive_datagram(data, CALLER, 0.0)
-    sent(core)
-    (offer2,) = core.events_received()
-    assert isinstance(offer2, CallOffered)
     with pytest.raises(NoCommonCodecError):
-        negotiate(parse_sdp(offer2.invite.body))
-    core.reject("opus-only", 488, 0.0)
+        negotiate(parse_sdp(data.split(b"\r\n\r\n", 1)[1]))
+    core.receive_datagram(data, CALLER, 0.0)
     assert statuses(sent(core)) == [488]
-    assert other.call_id == "opus-only"
+    assert core.events_received() == [] and core.statistics().dialogs == 1
 
 
 @pytest.mark.parametrize(

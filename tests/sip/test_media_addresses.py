@@ -1,7 +1,8 @@
 """Where the SIP layer sends (issue #10 items 5, 6 and the 503 part of 10), pure: SDP media
-addresses must be allowed IP literals, responses go to the source IP whatever the Via
-says, RTP latching stays within the SDP's and the SIP source's IPs, every 503 carries
-Retry-After."""
+addresses must be IP literals (no hostname, no IPv6 zone), responses go to the source IP
+whatever the Via says, the allowlist decides where RTP may go (not whether a call is
+taken), RTP latching stays within the SDP's and the SIP source's allowed IPs, every 503
+carries Retry-After."""
 
 from __future__ import annotations
 
@@ -151,23 +152,31 @@ def test_responses_go_to_the_source_ip_whatever_the_via_says(params: bytes) -> N
         assert addr == CALLER
 
 
-# -- item 6: the allowlist covers the media address ---------------------------------------
+# -- item 6: the allowlist decides where media goes, not whether the call is taken ----------
 
 
-def test_media_address_outside_the_allowlist_is_refused() -> None:
-    core = make_core(allowed=("127.0.0.0/8",))
-    elsewhere = SIPP_SDP.replace("c=IN IP4 127.0.0.1", "c=IN IP4 192.0.2.10")
-    core.receive_datagram(invite_with_sdp(elsewhere), CALLER, 0.0)
-    response = only_response(core)
-    assert response.status == 488
-    assert "outside the allowed sources" in (response.headers.get("warning") or "")
-    assert core.statistics().dialogs == 0
-    core.receive_datagram(invite_with_sdp(SIPP_SDP.replace("127.0.0.1", "127.0.0.2")), CALLER, 0)
-    assert statuses(sent(core)) == [100]
-    # Without an allowlist, any usable IP is taken (latching still bounds where RTP goes).
-    open_core = make_core()
-    open_core.receive_datagram(invite_with_sdp(elsewhere), CALLER, 0.0)
-    assert statuses(sent(open_core)) == [100]
+def test_a_natted_caller_with_a_private_sdp_address_is_taken() -> None:
+    """The reviewer's repro: an INVITE from 203.0.113.5 (allowed) whose SDP names its
+    private address 192.168.1.10 got ``488 ... outside the allowed sources``, so NAT
+    latching could never work with --allow. The call is offered; RtpLatch keeps RTP from
+    going to the private address (tests below)."""
+    core = make_core(allowed=("203.0.113.0/24",))
+    natted = SIPP_SDP.replace("c=IN IP4 127.0.0.1", "c=IN IP4 192.168.1.10")
+    core.receive_datagram(invite_with_sdp(natted), ("203.0.113.5", 5061), 0.0)
+    ((raw, addr),) = core.datagrams_to_send()
+    response = parse_message(raw)
+    assert isinstance(response, SipResponse) and response.status == 100
+    assert addr == ("203.0.113.5", 5061)
+    (offer,) = core.events_received()
+    assert isinstance(offer, CallOffered) and offer.source == ("203.0.113.5", 5061)
+    assert negotiate(parse_sdp(offer.invite.body)).remote_host == "192.168.1.10"
+    stats = core.statistics()
+    assert stats.media_refused == 0 and stats.dialogs == 1
+    # The SIP source must still be allowed.
+    core.receive_datagram(invite_with_sdp(natted, "other"), ("198.51.100.1", 5061), 0.0)
+    ((raw, _),) = core.datagrams_to_send()
+    forbidden = parse_message(raw)
+    assert isinstance(forbidden, SipResponse) and forbidden.status == 403
 
 
 def test_allowlist_parsing() -> None:
@@ -207,6 +216,26 @@ def test_latch_from_the_sdp_ip_on_another_port() -> None:
     assert latch.destination == (SDP_ADDR[0], 9000)
 
 
+def test_latch_sends_nothing_until_it_latches_when_the_sdp_address_is_not_allowed() -> None:
+    allow = Allowlist(["203.0.113.0/24"])  # the NAT (SIP source) is allowed, the SDP is not
+    latch = RtpLatch(SDP_ADDR, signaling_host=NAT[0], allowlist=allow)
+    assert latch.destination is None and latch.latched is None
+    assert not latch.accept(SDP_ADDR)  # RTP from the disallowed SDP address: ignored
+    assert not latch.accept(("198.51.100.1", 7078))
+    assert not latch.accept(NAT, may_latch=False)
+    assert latch.destination is None
+    assert latch.accept(NAT)  # the INVITE's source IP, any port
+    assert latch.destination == NAT == latch.latched
+    assert not latch.accept(SDP_ADDR) and latch.destination == NAT
+
+
+def test_latch_without_an_allowlist_sends_to_the_sdp_address_until_latched() -> None:
+    latch = RtpLatch(SDP_ADDR, signaling_host=NAT[0])
+    assert latch.destination == SDP_ADDR
+    latch = RtpLatch(SDP_ADDR, signaling_host=NAT[0], allowlist=Allowlist(["192.0.2.0/24"]))
+    assert latch.destination == SDP_ADDR  # allowed: sent to until latched, as without one
+
+
 def test_latch_stays_inside_the_allowlist() -> None:
     allow = Allowlist(["192.0.2.0/24"])  # the SDP address is allowed, the NAT is not
     latch = RtpLatch(SDP_ADDR, signaling_host=NAT[0], allowlist=allow)
@@ -228,16 +257,74 @@ hosts = st.one_of(
 )
 
 
-@given(st.lists(st.tuples(hosts, st.integers(-5, 70000), st.booleans()), max_size=30))
-def test_latch_destination_is_always_an_ip_literal(
-    packets: list[tuple[str, int, bool]],
+@given(
+    st.lists(st.tuples(hosts, st.integers(-5, 70000), st.booleans()), max_size=30),
+    st.sampled_from([["0.0.0.0/0"], ["203.0.113.0/24"], ["192.0.2.0/24"], ["::/0"]]),
+)
+def test_latch_destination_is_always_an_allowed_ip_literal(
+    packets: list[tuple[str, int, bool]], allowed: list[str]
 ) -> None:
-    latch = RtpLatch(SDP_ADDR, signaling_host=NAT[0], allowlist=Allowlist(["0.0.0.0/0"]))
+    allow = Allowlist(allowed)
+    latch = RtpLatch(SDP_ADDR, signaling_host=NAT[0], allowlist=allow)
     for host, port, may_latch in packets:
         latch.accept((host, port), may_latch=may_latch)
+        if latch.destination is None:
+            assert not allow.allows(SDP_ADDR[0]) and latch.latched is None
+            continue
         assert ip_literal(latch.destination[0]) is not None
         assert 1 <= latch.destination[1] <= 65535
         assert latch.destination[0] in (SDP_ADDR[0], NAT[0])
+        assert allow.allows(latch.destination[0])
+
+
+# -- item 2 of the review: no IPv6 zone anywhere we send ----------------------------------
+
+ZONED = ["fe80::1%evil.example.com", "fe80::1%eth0", "::1%1", "2001:db8::7%lo"]
+
+
+@pytest.mark.parametrize("text", ZONED)
+def test_an_ipv6_zone_is_not_an_ip_literal(text: str) -> None:
+    """With a ``%``, CPython's sendto calls getaddrinfo on every packet (with a zone that
+    names a host, a lookup): such an address is never a destination."""
+    assert ip_literal(text) is None
+    assert media_address_problem(text) == "has an IPv6 zone (not accepted)"
+    assert not Allowlist().allows(text) and not Allowlist(["::/0"]).allows(text)
+    with pytest.raises(ValueError, match="must be an IP address"):
+        RtpLatch((text, 4000))
+    latch = RtpLatch(("2001:db8::7", 4000), signaling_host=text)
+    assert not latch.accept((text, 4000)) and latch.destination == ("2001:db8::7", 4000)
+
+
+def test_an_sdp_address_with_a_zone_is_refused_488() -> None:
+    core = make_core()
+    zoned = SIPP_SDP.replace("c=IN IP4 127.0.0.1", "c=IN IP6 fe80::1%evil.example.com")
+    core.receive_datagram(invite_with_sdp(zoned), CALLER, 0.0)
+    response = only_response(core)
+    assert response.status == 488
+    assert response.headers.get("warning") == (
+        "301 voxlane \"media address 'fe80::1%evil.example.com' has an IPv6 zone (not accepted)\""
+    )
+    assert core.events_received() == [] and core.statistics().media_refused == 1
+    with pytest.raises(MediaAddressError, match="zone"):
+        negotiate(parse_sdp(invite_with_sdp(zoned).split(b"\r\n\r\n", 1)[1]))
+
+
+def test_a_zoned_source_is_never_answered() -> None:
+    """A request from a link-local peer with a zone: answering it means a sendto through
+    getaddrinfo, so it is dropped (counted), whatever it is."""
+    core = make_core()
+    for data in (sipp_invite(), sipp_invite().replace(b"INVITE", b"OPTIONS", 1), b"garbage"):
+        core.receive_datagram(data, ("fe80::1%eth0", 5061), 0.0)
+    assert core.datagrams_to_send() == [] and core.events_received() == []
+    stats = core.statistics()
+    assert stats.unroutable == 3 and stats.dialogs == 0 and stats.internal_errors == 0
+
+
+def test_an_allowlist_entry_with_a_zone_is_refused() -> None:
+    with pytest.raises(ValueError, match="not an IP address or CIDR"):
+        Allowlist(["fe80::%eth0/64"])
+    with pytest.raises(ValueError, match="not an IP address or CIDR"):
+        Allowlist(["fe80::1%eth0"])
 
 
 # -- Retry-After on every 503 -------------------------------------------------------------

@@ -12,6 +12,7 @@ import pytest
 
 from voxlane.media import AudioFrame
 from voxlane.transports.sip import g711
+from voxlane.transports.sip.addresses import Allowlist
 from voxlane.transports.sip.rtp import RtpSender, parse_rtp
 from voxlane.transports.sip.rtp_io import open_rtp_stream
 from voxlane.transports.sip.sdp import AudioNegotiation
@@ -159,3 +160,57 @@ async def test_a_hostname_never_reaches_the_send_path() -> None:
         assert stream.destination == (HOST, 4000)
     finally:
         await stream.aclose()
+
+
+async def test_nothing_is_sent_until_latched_when_the_sdp_address_is_not_allowed() -> None:
+    """Review of issue #10 item 6: with an allowlist that the SDP's (private) address is
+    outside of, the agent's audio is not sent anywhere — counted as ``frames_unsent`` —
+    until the caller's RTP arrives from an allowed candidate (the INVITE's source IP, any
+    port); then it flows there, and never to the SDP address."""
+    private = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    private.bind(("127.0.0.2", 0))  # what the SDP names (127.0.0.x: all on lo on Linux)
+    private.setblocking(False)
+    nat = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    nat.bind((HOST, 0))  # where the caller's RTP really comes from: the INVITE's source IP
+    nat.setblocking(False)
+    stream = await open_rtp_stream(HOST, rtp_timeout_s=30)
+    loop = asyncio.get_running_loop()
+
+    async def play(seconds: float) -> None:
+        tone = AudioFrame.tone(seconds, 8000)
+        for i in range(0, len(tone.data), 320):
+            await stream.output.capture_frame(AudioFrame(tone.data[i:i + 320], 8000))
+        stream.output.flush()
+        await asyncio.wait_for(stream.output.wait_for_playout(), 3)
+        await asyncio.sleep(0.05)
+
+    try:
+        sdp = AudioNegotiation(payload_type=0, encoding="PCMU", remote_host="127.0.0.2",
+                               remote_port=private.getsockname()[1], media_index=0,
+                               offer_media=())
+        stream.start(sdp, signaling_host=HOST, allowlist=Allowlist([f"{HOST}/32"]))
+        assert stream.destination is None
+        await play(0.2)
+        stats = stream.statistics()
+        assert stats.packets_out == 0 and stats.frames_unsent == 10
+        assert drain(private) == []
+        # RTP from the disallowed SDP address does not latch (nor is it heard) ...
+        sender = RtpSender(ssrc=5, payload_type=0)
+        private.sendto(sender.next_packet(b"\xff" * 160).to_bytes(), (HOST, stream.local_port))
+        await asyncio.sleep(0.05)
+        assert stream.destination is None and stream.statistics().packets_in == 0
+        # ... RTP from the INVITE's source IP, on any port, does.
+        deadline = loop.time() + 2.0
+        while stream.destination is None and loop.time() < deadline:
+            nat.sendto(sender.next_packet(b"\xff" * 160).to_bytes(), (HOST, stream.local_port))
+            await asyncio.sleep(0.02)
+        assert stream.destination == nat.getsockname()
+        await play(0.2)
+        at_nat = [parse_rtp(d) for d in drain(nat)]
+        assert len(at_nat) == 10 and stream.statistics().packets_out == 10
+        assert stream.statistics().frames_unsent == 10
+        assert drain(private) == []
+    finally:
+        await stream.aclose()
+        private.close()
+        nat.close()

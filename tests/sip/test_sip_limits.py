@@ -70,3 +70,31 @@ async def test_source_outside_allowlist_gets_403(tmp_path: Path) -> None:
         await server.aclose()
     assert server.statistics().calls_offered == 0
     assert read_reports(tmp_path) == []
+
+
+async def test_a_call_id_cannot_put_its_report_outside_the_reports_dir(tmp_path: Path) -> None:
+    """A Call-ID comes from the network and may hold ``/`` and ``..``: ``voxlane sip``
+    names its reports with the worker's rule (:func:`voxlane.voice.report.report_file_name`)."""
+    reports = tmp_path / "reports"
+    server = await serve_sip(Greeter, providers, SipServerConfig(
+        host=HOST, port=0, answer_delay_s=30.0, reports_dir=reports))
+    phone = Phone(server.port)
+    evil = f"../../{tmp_path.name}-escaped/x"
+    try:
+        phone.send(phone.invite("evil").replace(b"Call-ID: evil", f"Call-ID: {evil}".encode()))
+        assert 100 in await phone.statuses(evil, 100)
+        cancel = phone.in_dialog("CANCEL", "evil", 1, None).replace(
+            b"branch=z9hG4bK-evil-1", b"branch=z9hG4bK-evil")
+        phone.send(cancel.replace(b"Call-ID: evil", f"Call-ID: {evil}".encode()))
+        assert 487 in await phone.statuses(evil, 487)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5.0
+        while server.active_calls and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+    finally:
+        phone.close()
+        await server.aclose()
+    assert not (tmp_path.parent / f"{tmp_path.name}-escaped").exists()
+    (path,) = reports.iterdir()
+    assert path.name == f".._.._{tmp_path.name}-escaped_x.json"
+    assert json.loads(path.read_text())["sip"]["ended_by"] == "cancel"

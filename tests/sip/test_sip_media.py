@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,42 +24,10 @@ from voxlane.transports.sip.addresses import ip_literal
 
 from .messages import SIPP_SDP, crlf
 from .phone import HOST, Phone
+from .recording import record_sendto
 from .test_sip_server import Greeter, providers
 
 pytestmark = pytest.mark.real_time
-
-Destination = tuple[str, int] | None
-
-
-class RecordingTransport:
-    """A datagram transport that records every ``sendto`` destination and never lets a
-    non-IP destination reach the socket (where it would block on a DNS lookup)."""
-
-    def __init__(self, transport: asyncio.DatagramTransport, log: list[Destination]) -> None:
-        self._transport = transport
-        self._log = log
-
-    def sendto(self, data: bytes, addr: Destination = None) -> None:
-        self._log.append(addr)
-        if addr is None or ip_literal(str(addr[0])) is not None:
-            self._transport.sendto(data, addr)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
-
-
-def record_sendto(monkeypatch: pytest.MonkeyPatch) -> list[Destination]:
-    """Wrap every datagram endpoint created on the running loop from now on."""
-    loop = asyncio.get_running_loop()
-    create = loop.create_datagram_endpoint
-    log: list[Destination] = []
-
-    async def recording(factory: Callable[[], Any], *args: Any, **kwargs: Any) -> Any:
-        transport, protocol = await create(factory, *args, **kwargs)
-        return RecordingTransport(transport, log), protocol
-
-    monkeypatch.setattr(loop, "create_datagram_endpoint", recording)
-    return log
 
 
 def sdp(host: str, port: int) -> bytes:

@@ -23,6 +23,7 @@ from voxlane.runners.sip_server import Providers, SipServer, SipServerConfig, se
 from voxlane.testing.fakes import FakeLLM, FakeReply, FakeSTT, FakeTTS, FakeVAD
 
 from .corpus import CORPUS
+from .recording import record_sendto
 from .sipp import HAVE_SIPP, HOST, prepare_workdir, run_sipp
 
 pytestmark = [
@@ -290,20 +291,52 @@ async def test_unacked_call_frees_its_slot_at_the_ack_timeout(tmp_path: Path,
     assert_clean_close(by_end["caller_bye"])
 
 
-async def test_media_address_outside_the_allowlist_gets_488(tmp_path: Path,
-                                                            workdir: Path) -> None:
-    """Issue #10 item 6, with real sipp: the SIP source (127.0.0.1) is allowed, the SDP's
-    media address (127.0.0.2) is not, so the offer is refused before any call starts."""
-    server = await start(tmp_path, allowed_sources=("127.0.0.1/32",))
+async def test_media_address_outside_the_allowlist_is_answered_and_never_sent_to(
+        tmp_path: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue #10 item 6 (after review), with real sipp: the SIP source (127.0.0.1) is
+    allowed, the SDP's media address (127.0.0.2, where sipp's RTP also comes from) is
+    not. The call is taken — it used to get 488, which made NAT latching impossible with
+    --allow — but no RTP ever goes to 127.0.0.2, and sipp's RTP from there is not heard:
+    the stream never latches, our audio is counted as unsent."""
+    sent_to = record_sendto(monkeypatch)
+    server = await start(tmp_path, allowed_sources=("127.0.0.1/32",), rtp_timeout_s=5.0)
     try:
-        refused = await run_sipp(workdir, "uac_expect_488.xml", server.port,
-                                 media_ip="127.0.0.2")
-        accepted = await run_sipp(workdir, "uac_pcap_bye.xml", server.port)
+        result = await run_sipp(workdir, "uac_pcap_bye.xml", server.port, media_ip="127.0.0.2")
         await wait_idle(server)
     finally:
         await finish(server)
-    assert refused.returncode == 0, refused.errors or refused.stdout
-    assert accepted.returncode == 0, accepted.errors or accepted.stdout
-    assert server.statistics().calls_offered == 1
+    assert result.returncode == 0, result.errors or result.stdout  # 200 OK, then our 200
+    assert server.statistics().calls_answered == 1
+    assert sent_to and all(a is not None and a[0] == HOST for a in sent_to), sent_to
     (report,) = reports(tmp_path)
-    assert report["sip"]["ended_by"] == "caller_bye"
+    sip = report["sip"]
+    assert sip["answered"] and sip["ended_by"] == "caller_bye"
+    assert sip["rtp"]["packets_out"] == 0 and sip["rtp"]["packets_in"] == 0
+    assert sip["rtp"]["frames_unsent"] > 0  # the greeting had nowhere to go
+    assert_clean_close(report)
+
+
+async def test_natted_caller_with_a_disallowed_private_sdp_address_is_latched(
+        tmp_path: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The NAT case --allow used to break, with real sipp: its SDP names a private
+    address outside the allowlist (127.0.0.5), its RTP comes from the INVITE's source IP
+    (127.0.0.1, allowed). Nothing is sent before that RTP arrives; then our RTP flows
+    to the port it came from, and never to 127.0.0.5."""
+    sent_to = record_sendto(monkeypatch)
+    server = await start(tmp_path, allowed_sources=("127.0.0.1/32",), rtp_timeout_s=5.0)
+    try:
+        result = await run_sipp(workdir, "uac_nat_pcap_bye.xml", server.port,
+                                keys={"sdp_ip": "127.0.0.5"})
+        await wait_idle(server)
+    finally:
+        await finish(server)
+    assert result.returncode == 0, result.errors or result.stdout
+    assert sent_to and all(a is not None and a[0] == HOST for a in sent_to), sent_to
+    (report,) = reports(tmp_path)
+    sip = report["sip"]
+    assert sip["answered"] and sip["ended_by"] == "caller_bye"
+    assert sip["rtp"]["packets_in"] > 100  # sipp's speech, taken once latched
+    # Our reply flowed, all of it to sipp's media port on 127.0.0.1 (sent_to above).
+    assert sip["rtp"]["loud_packets_out"] > 25
+    assert [m for m in report["history"] if m["role"] == "user"], report["history"]
+    assert_clean_close(report)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from voxlane.voice.report import report_file_name
 from voxlane.worker.synthetic import SyntheticCall
-from voxlane.worker.worker import report_file_name
 
 from .helpers import GREETING, make_worker, run_bounded
 

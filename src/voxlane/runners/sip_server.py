@@ -10,14 +10,14 @@
 A call's life (one owned task per call, :meth:`SipServer._run_call`):
 
 1. INVITE → the core sends 100 Trying and reports CallOffered (it has already refused,
-   488, an offer whose media address is not an allowed IP literal); the SDP offer is
-   negotiated (488 when no common codec, 400 when unparsable, each with a Warning), an
-   RTP socket is opened, and after ``answer_delay_s`` (ringing) the core answers 200 OK
-   with our SDP.
+   statelessly, an offer no call could come of: an SDP that does not parse (400), a media
+   address that is not a usable IP literal or no common codec (488)); the SDP offer is
+   negotiated, an RTP socket is opened, and after ``answer_delay_s`` (ringing) the core
+   answers 200 OK with our SDP.
 2. ACK (CallConfirmed) → a :class:`SipRoom` and an :class:`AgentSession` start
    (``close_on_disconnect=True``); media latches onto the caller's RTP (NAT), within the
-   allowlist. No ACK within 64·T1 → the core ends the call (``ended_by: "no_ack"``) and
-   its slot is free at once.
+   allowlist (with an SDP address outside it, nothing is sent until then). No ACK within
+   64·T1 → the core ends the call (``ended_by: "no_ack"``) and its slot is free at once.
 3. The call ends one of four ways, each closing the session within its budget:
    caller BYE → room disconnect HANGUP; RTP silence for ``rtp_timeout_s`` → TIMEOUT and we
    send BYE; the agent closes the session (e.g. a tool calls ``session.shutdown()``) → we
@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -67,14 +66,12 @@ from voxlane.transports.sip.rtp_io import RtpStream, open_rtp_stream
 from voxlane.transports.sip.sdp import AudioNegotiation, build_answer, negotiate, parse_sdp
 from voxlane.transports.sip.udp import SipSignaling, open_sip_signaling
 from voxlane.voice.agent import Agent
-from voxlane.voice.report import write_json_durably
+from voxlane.voice.report import report_file_name, write_json_durably
 from voxlane.voice.session import AgentSession
 
 __all__ = ["Providers", "SipServer", "SipServerConfig", "SipServerStatistics", "serve_sip"]
 
 log = logging.getLogger(__name__)
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9._@+=-]")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,11 +93,15 @@ class SipServerConfig:
     ``max_call_s``: a call still up after this long is hung up by us (no wait in voxlane
     is unbounded, not even a conversation). ``retry_after_s``: the Retry-After of every
     503 we send (full, shutting down, no RTP port). ``t1``: the SIP timer T1 (RFC 3261);
-    a 200 OK never ACKed ends the call after 64·T1."""
+    a 200 OK never ACKed ends the call after 64·T1. ``max_dialogs``: dialogs the SIP core
+    keeps, active or ended and absorbing retransmissions (None: ``max(64, 8 *
+    max_calls)``; see :class:`EndpointConfig`). ``allowed_sources``: where SIP requests
+    may come from (403 otherwise) and RTP may go (see docs/sip.md, "Where media goes")."""
 
     host: str = "127.0.0.1"
     port: int = 5060
     max_calls: int = 10
+    max_dialogs: int | None = None
     allowed_sources: tuple[str, ...] | None = None
     rtp_port_range: tuple[int, int] | None = None
     rtp_timeout_s: float = 10.0
@@ -159,7 +160,8 @@ class SipServer:
         self.host, self.port = host, port
         self._core = SipEndpointCore(EndpointConfig(
             dialog=DialogConfig(local_host=host, local_port=port, t1=config.t1),
-            max_calls=config.max_calls, allowed_sources=config.allowed_sources,
+            max_calls=config.max_calls, max_dialogs=config.max_dialogs,
+            allowed_sources=config.allowed_sources,
             retry_after_s=config.retry_after_s))
         self._calls: dict[str, _Call] = {}
         self._owner = TaskOwner("sip-server", on_error=self._on_call_error, clock=clock)
@@ -274,6 +276,8 @@ class SipServer:
         try:
             call.negotiation = negotiate(parse_sdp(call.offer.invite.body))
         except SdpError as exc:
+            # The core already refused (statelessly) every offer negotiate() refuses; this
+            # stays so that a call we cannot negotiate is rejected, never left ringing.
             status = 488 if isinstance(exc, SdpNotAcceptableError) else 400
             warning = str(exc)
             call.ended_by = "rejected"
@@ -390,11 +394,12 @@ class SipServer:
                 "packets_in": media.packets_in, "packets_out": media.packets_out,
                 "loud_packets_out": media.loud_packets_out,
                 "lost": media.lost, "late": media.late, "garbage": media.garbage,
+                "frames_unsent": media.frames_unsent,
             },
         }
         if self.config.reports_dir is None:
             return
-        path = self.config.reports_dir / f"{_UNSAFE.sub('_', call.call_id)[:200]}.json"
+        path = self.config.reports_dir / report_file_name(call.call_id)
         try:
             write_json_durably(path, report, mode=self.config.report_mode)
             self.reports.append(path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -138,6 +139,19 @@ def session_report(
 REPORT_MODE = 0o600
 """The default file mode of reports: they hold transcripts, so only their owner reads
 them (the runners take a ``report_mode``; the CLI's ``--report-mode``)."""
+
+
+_UNSAFE_IN_FILE_NAME = re.compile(r"[^A-Za-z0-9._@+=-]")
+_MAX_NAME_CHARS = 200  # + ".json": within every file system's NAME_MAX (255)
+
+
+def report_file_name(call_id: str) -> str:
+    """The report file name of a call: ``<call-id>.json`` with every character but
+    ``A-Za-z0-9._@+=-`` replaced by ``_`` and at most 200 of them kept. A call id comes
+    from the network (a SIP Call-ID may hold ``/`` and ``..``); the report must land inside
+    the reports directory. Every runner that names a report after a call uses this
+    (``voxlane sip``, the worker). Pure; never raises."""
+    return f"{_UNSAFE_IN_FILE_NAME.sub('_', call_id)[:_MAX_NAME_CHARS]}.json"
 
 
 def write_json_durably(path: Path, obj: dict[str, Any], *, mode: int = REPORT_MODE) -> None:

@@ -69,6 +69,7 @@ class SipJob:
                     "lost": s.lost,
                     "late": s.late,
                     "garbage": s.garbage,
+                    "frames_unsent": s.frames_unsent,
                 },
             }
         }

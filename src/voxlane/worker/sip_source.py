@@ -2,7 +2,8 @@
 
 A call's life, between this source (worker process) and its job (:mod:`.sip_job`)::
 
-    INVITE ─▶ 100 Trying (the core) ─▶ SDP negotiated (488/400 when it cannot be)
+    INVITE ─▶ 100 Trying (the core: it has refused, statelessly, 400/488, an SDP offer no
+           call can come of) ─▶ SDP negotiated
            ─▶ sink.offer(call) ── False ─▶ reject(call, "busy") ─▶ 503
                               └─ True: the worker starts the job with job_spec()
     job: RTP socket opened ─▶ CallEvent("media_ready", {"port"}) ─▶ 200 OK with our SDP
@@ -97,7 +98,8 @@ def sip_ended_by(dialog_reason: str | None, outcome: JobOutcome, report: dict[st
 class SipSourceConfig:
     """``host`` is bound and advertised (Via, Contact, SDP); ``port`` 0 = ephemeral.
     ``rtp_port_range`` (inclusive, even ports) is where job processes bind their RTP
-    sockets (None: ephemeral). ``max_dialogs`` bounds the signaling core; the worker's
+    sockets (None: ephemeral). ``max_dialogs`` bounds the signaling core: the dialogs it
+    keeps in all, active or ended and absorbing retransmissions (503 beyond); the worker's
     ``max_jobs`` decides who is answered. ``llm`` and ``providers`` reach the job's
     session (``"fake"``: the testing kit's energy-based fakes, ``llm`` their script;
     ``"local"``: real engines behind the ``stack`` URLs;
@@ -250,6 +252,7 @@ class SipCallSource:
             EndpointConfig(
                 dialog=DialogConfig(local_host=self.host, local_port=self.port, t1=cfg.t1),
                 max_calls=cfg.max_dialogs,
+                max_dialogs=cfg.max_dialogs,
                 allowed_sources=cfg.allowed_sources,
                 retry_after_s=cfg.retry_after_s,
             )
@@ -337,7 +340,7 @@ class SipCallSource:
         self.offered += 1
         try:
             negotiation = negotiate(parse_sdp(event.invite.body))
-        except SdpError as exc:
+        except SdpError as exc:  # the core refuses these first; kept so none is left ringing
             unacceptable = isinstance(exc, SdpNotAcceptableError)  # parsed, but unusable
             status, reason = (488, "sdp_not_acceptable") if unacceptable else (400, "bad_sdp")
             warning = str(exc)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ from typing import Any
 from voxlane.aio.clock import DEFAULT_CLOCK, Clock
 from voxlane.aio.tasks import TaskOwner, cancel_and_wait
 from voxlane.core.supervision import JobOutcome, LadderConfig
-from voxlane.voice.report import REPORT_MODE, iso, write_json_durably
+from voxlane.voice.report import REPORT_MODE, iso, report_file_name, write_json_durably
 from voxlane.worker.metrics import WorkerMetrics
 from voxlane.worker.pool import JobStartError, ProcessPool
 from voxlane.worker.source import Call, CallSource
@@ -41,15 +40,6 @@ from voxlane.worker.supervisor import JobSupervisor, SupervisionResult
 
 log = logging.getLogger("voxlane.worker")
 RECENT_RESULTS = 100
-_UNSAFE = re.compile(r"[^A-Za-z0-9._@+=-]")
-
-
-def report_file_name(call_id: str) -> str:
-    """``<call-id>.json`` with every character but ``A-Za-z0-9._@+=-`` replaced by ``_``
-    and at most 200 of them: a call id comes from the network (a SIP Call-ID may hold
-    ``/`` and ``..``), the report must land inside the reports directory. The same rule
-    as ``voxlane sip``'s reports."""
-    return f"{_UNSAFE.sub('_', call_id)[:200]}.json"
 
 
 class WorkerState(Enum):

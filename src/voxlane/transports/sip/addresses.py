@@ -5,18 +5,24 @@ Two rules hold every datagram voxlane sends over SIP or RTP:
 * **IP literals only.** A destination is an IPv4 or IPv6 address, never a hostname: a
   ``sendto`` with a hostname runs a blocking DNS lookup on the event loop (for RTP, 50
   times a second per call). :func:`ip_literal` decides without resolving anything; an SDP
-  ``c=`` address that is not one is refused (:func:`media_address_problem`, 488).
-* **The allowlist covers media too.** With ``allowed_sources`` set, the SDP's media
-  address must be inside it as well as the SIP source (:class:`Allowlist`), and RTP
-  latching (:class:`RtpLatch`) only ever latches onto an allowed address.
+  ``c=`` address that is not one is refused (:func:`media_address_problem`, 488). An IPv6
+  address with a zone (``fe80::1%eth0``, ``fe80::1%evil.example.com``) is not one either:
+  CPython's ``sendto`` hands any host with a ``%`` to ``getaddrinfo``, on every packet.
+* **The allowlist decides where media may be sent, not whether a call is taken.** With
+  ``allowed_sources`` set (:class:`Allowlist`), the SIP source must be inside it (the
+  endpoint answers 403 otherwise), but an SDP media address outside it does not refuse
+  the call: :class:`RtpLatch` then sends nothing until the stream latches onto an allowed
+  address, and it only ever latches onto one.
 
 Latching (symmetric RTP, RFC 4961; "comedia"): callers behind a NAT put their private
-address in the SDP, and their RTP arrives from the NAT's public address. So until the
-caller's first RTP packet we send to the SDP address; the first packet of a negotiated
-payload type whose source IP is the SDP's media IP or the call's SIP source IP (any port),
-and allowed, fixes the peer: from then on we send to that packet's source address and
-accept RTP only from it. Packets from anywhere else never move the stream (a guessed port
-is not enough to hijack or redirect a call).
+address in the SDP, and their RTP arrives from the NAT's public address. The candidates
+are the SDP's media IP and the call's SIP source IP, each only if allowed. Until the
+caller's first RTP packet we send to the SDP address if it is allowed, and nowhere if it
+is not; the first packet of a negotiated payload type whose source IP is a candidate (any
+port) fixes the peer: from then on we send to that packet's source address and accept RTP
+only from it. Packets from anywhere else never move the stream (a guessed port is not
+enough to hijack or redirect a call). Without an allowlist every IP is allowed, so we send
+to the SDP address until latched.
 """
 
 from __future__ import annotations
@@ -33,12 +39,17 @@ _BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 
 
 def _parse_ip(text: str) -> _IpAddress | None:
-    if not text or len(text) > 64 or not text.isascii():
+    """``text`` as an address when it is an IP literal without a zone, else None."""
+    if not text or len(text) > 64 or not text.isascii() or "%" in text:
+        # A zone ("%eth0", "%evil.example.com") would make every sendto call getaddrinfo.
         return None
     try:
-        return ipaddress.ip_address(text)
+        address = ipaddress.ip_address(text)
     except ValueError:
         return None
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
+        return None  # belt and braces: the "%" test above already refuses every zone
+    return address
 
 
 def _matchable(text: str | None) -> _IpAddress | None:
@@ -52,14 +63,17 @@ def _matchable(text: str | None) -> _IpAddress | None:
 
 def ip_literal(text: str | None) -> str | None:
     """``text`` in canonical form when it is an IPv4 or IPv6 address literal (as a socket
-    takes it: no ``[...]``), else None. Never resolves a name; never raises."""
+    takes it: no ``[...]``, no ``%zone``), else None. Never resolves a name; never raises."""
     address = _parse_ip(text) if isinstance(text, str) else None
     return None if address is None else str(address)
 
 
 def media_address_problem(text: str) -> str | None:
     """Why we will not send RTP to ``text`` (an SDP connection address), or None when it
-    is usable: an IP literal that is not unspecified, multicast or broadcast."""
+    is usable: an IP literal without a zone that is not unspecified, multicast or
+    broadcast. (Whether it is allowed is :class:`RtpLatch`'s business, not a refusal.)"""
+    if "%" in text and _parse_ip(text.partition("%")[0]) is not None:
+        return "has an IPv6 zone (not accepted)"
     address = _parse_ip(text)
     if address is None:
         return "is not an IP address (hostnames are not resolved)"
@@ -74,8 +88,9 @@ class Allowlist:
     """IP networks a peer's address must be in; ``None`` (the default) admits every IP.
 
     ``specs``: addresses or CIDR networks (``"10.0.0.0/8"``, ``"192.0.2.7"``); raises
-    ``ValueError`` naming a malformed one. A name that is not an IP literal is never
-    allowed (nothing is resolved).
+    ``ValueError`` naming a malformed one (a zone, ``fe80::%eth0/64``, included). A name
+    that is not an IP literal, or an address with a zone, is never allowed (nothing is
+    resolved).
     """
 
     __slots__ = ("_networks",)
@@ -88,6 +103,8 @@ class Allowlist:
         networks = []
         for spec in specs:
             try:
+                if "%" in spec:
+                    raise ValueError("zone")
                 networks.append(ipaddress.ip_network(spec.strip(), strict=False))
             except ValueError:
                 raise ValueError(f"not an IP address or CIDR network: {spec!r}") from None
@@ -113,8 +130,9 @@ class RtpLatch:
 
     ``sdp_address`` is the negotiated (connection address, port); raises ``ValueError``
     unless its host is an IP literal and its port 1..65535. ``signaling_host``: the IP the
-    call's INVITE came from (the NAT's public address), None when unknown.
-    :attr:`destination` is always an IP-literal address.
+    call's INVITE came from (the NAT's public address), None when unknown. ``allowlist``:
+    where RTP may go; the SDP address counts only if it is inside it.
+    :attr:`destination` is an IP-literal address, or None while there is nowhere to send.
     """
 
     __slots__ = ("_candidates", "_destination", "_latched")
@@ -131,14 +149,17 @@ class RtpLatch:
             raise ValueError(f"RTP destination must be an IP address, not {sdp_address[0]!r}")
         if not 1 <= port <= 65535:
             raise ValueError(f"RTP destination port out of range: {port}")
-        self._destination: Address = (host, port)
+        # An SDP address outside the allowlist is never sent to: until the caller's RTP
+        # latches the stream onto an allowed source, nothing is sent at all.
+        self._destination: Address | None = (host, port) if allowlist.allows(host) else None
         self._latched: Address | None = None
         candidates = (_matchable(h) for h in (host, signaling_host) if h and allowlist.allows(h))
         self._candidates = frozenset(a for a in candidates if a is not None)
 
     @property
-    def destination(self) -> Address:
-        """Where to send: the SDP address until latched, then the latched source."""
+    def destination(self) -> Address | None:
+        """Where to send: the latched source once latched; before that the SDP address if
+        it is allowed, else None (send nothing)."""
         return self._destination
 
     @property

@@ -18,16 +18,22 @@ Contracts:
   bug is contained too, and counted in ``statistics().internal_errors`` (tests hold
   that at 0).
 * Requests are routed to dialogs by Call-ID and tags; a Call-ID names at most one call.
-  New INVITEs beyond ``max_calls`` get 503, sources outside ``allowed_sources`` 403,
-  requests for unknown dialogs 481, OPTIONS 200, unknown methods 405/501, any
-  ``Require`` 420. A new INVITE must carry an ``application/sdp`` offer (415 for another
-  body type, 488 without a body: no late offer), so every CallOffered has one to
-  negotiate with :mod:`.sdp`. An offer whose audio streams' connection addresses
-  (:func:`~.sdp.media_hosts`) are not usable IP literals, or lie outside
-  ``allowed_sources``, is refused 488 with a Warning saying why
-  (:mod:`.addresses`): no CallOffered, no dialog. (An SDP that does not parse is left
-  to the application: it answers 400.)
-* Every 503 carries ``Retry-After: retry_after_s``, whoever decides it: the call limit
+  New INVITEs beyond ``max_calls`` active calls, or beyond ``max_dialogs`` dialogs kept
+  in all (active, or ended and absorbing retransmissions), get 503; sources outside
+  ``allowed_sources`` 403, requests for unknown dialogs 481, OPTIONS 200, unknown
+  methods 405/501, any ``Require`` 420. A datagram from a source that is not an IP
+  literal we can answer (an IPv6 address with a zone) is dropped.
+* **Only offers the application can take become calls.** A new INVITE must carry an
+  ``application/sdp`` offer (415 for another body type, 488 without a body: no late
+  offer) that parses (400), whose usable audio streams' connection addresses
+  (:func:`~.sdp.media_hosts`) are usable IP literals (488, :mod:`.addresses`), and that
+  :func:`~.sdp.negotiate` can take: a PCMU/PCMA 8 kHz RTP/AVP(F) stream (488). Each is
+  refused statelessly, with a Warning saying why, and counted in :meth:`statistics`: no
+  CallOffered, no dialog, no retransmission (the caller's retransmitted INVITE gets the
+  same answer). So ``negotiate`` of a CallOffered's offer succeeds. An SDP address outside
+  ``allowed_sources`` does not refuse the call: it decides where RTP may be sent
+  (:class:`~.addresses.RtpLatch`), not whether the call is taken.
+* Every 503 carries ``Retry-After: retry_after_s``, whoever decides it: the limits
   here, or the application's ``reject(call_id, 503, now)``.
 * A call counts against ``max_calls`` while :attr:`UasDialog.is_active`: until it is
   over for the application. A call whose 200 OK is never ACKed stops counting at the
@@ -46,10 +52,10 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .addresses import Allowlist, media_address_problem
+from .addresses import Allowlist, ip_literal, media_address_problem
 from .common import Address, DialogConfig, method_not_allowed_or_implemented
 from .dialog import DialogNotification, UasDialog
-from .errors import SdpParseError, SipParseError, UnknownCallError
+from .errors import SdpNotAcceptableError, SdpParseError, SipParseError, UnknownCallError
 from .headers import parse_via
 from .message import (
     Headers,
@@ -59,7 +65,7 @@ from .message import (
     canonical_name,
     parse_message,
 )
-from .sdp import media_hosts, parse_sdp
+from .sdp import media_hosts, negotiate, parse_sdp
 
 __all__ = ["EndpointConfig", "EndpointStatistics", "SipEndpointCore"]
 
@@ -70,24 +76,53 @@ _UNQUOTABLE = re.compile(r"[^ -!#-\[\]-~]")  # not printable ASCII, or '"' or '\
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class EndpointConfig:
-    """Endpoint policy. ``allowed_sources``: IPs or CIDR networks, for the SIP source and
-    the SDP's media addresses alike; None admits anyone. ``retry_after_s``: the
-    Retry-After of every 503 (seconds)."""
+    """Endpoint policy. ``max_calls``: active calls (503 beyond). ``max_dialogs``: dialogs
+    kept in all, active or ended and still absorbing retransmissions (64·T1 each); None
+    (the default) = ``max(64, 8 * max_calls)`` (:attr:`dialog_limit`); 503 beyond. It
+    bounds the core's memory when INVITEs that are rejected or never ACKed (spoofed, say)
+    pile up faster than they expire. ``allowed_sources``: IPs or CIDR networks a SIP
+    request must come from (403 otherwise) and RTP may be sent to; None admits anyone.
+    ``retry_after_s``: the Retry-After of every 503 (seconds). Raises ``ValueError`` for
+    a negative ``retry_after_s`` or a ``max_dialogs`` below ``max_calls``."""
 
     dialog: DialogConfig
     max_calls: int = 10
+    max_dialogs: int | None = None
     allowed_sources: tuple[str, ...] | None = None
     retry_after_s: int = 5
+
+    def __post_init__(self) -> None:
+        if self.retry_after_s < 0:
+            raise ValueError(f"retry_after_s must be >= 0, got {self.retry_after_s}")
+        if self.max_dialogs is not None and self.max_dialogs < max(1, self.max_calls):
+            raise ValueError(
+                f"max_dialogs ({self.max_dialogs}) must be >= max_calls ({self.max_calls})"
+            )
+
+    @property
+    def dialog_limit(self) -> int:
+        """``max_dialogs``, or its default ``max(64, 8 * max_calls)``."""
+        return self.max_dialogs if self.max_dialogs is not None else max(64, 8 * self.max_calls)
 
 
 @dataclass(frozen=True, slots=True)
 class EndpointStatistics:
+    """Counters since the core was made. ``busy``: 503s for ``max_calls``;
+    ``dialogs_full``: 503s for ``max_dialogs``; ``media_refused``, ``codec_refused``,
+    ``sdp_refused``: offers refused statelessly for an unusable media address (488), no
+    common codec (488), an SDP that does not parse (400); ``unroutable``: datagrams from a
+    source we cannot answer (dropped); ``dialogs``: kept now (active and ended)."""
+
     datagrams: int
     malformed: int
     bad_requests_answered: int
     forbidden: int
     busy: int
+    dialogs_full: int
     media_refused: int
+    codec_refused: int
+    sdp_refused: int
+    unroutable: int
     calls_total: int
     calls_active: int
     dialogs: int
@@ -106,15 +141,15 @@ class SipEndpointCore:
     ) -> None:
         self.config = config
         self._tokens = token_factory or (lambda: secrets.token_hex(8))
-        if config.retry_after_s < 0:
-            raise ValueError(f"retry_after_s must be >= 0, got {config.retry_after_s}")
+        self._dialog_limit = config.dialog_limit
         self._allowlist = Allowlist(config.allowed_sources)
         self._dialogs: dict[str, UasDialog] = {}
         self._outbox: list[tuple[bytes, Address]] = []
         self._events: list[DialogNotification] = []
         self._datagrams = self._malformed = self._answered_400 = 0
         self._forbidden = self._busy = self._calls_total = self._internal_errors = 0
-        self._media_refused = 0
+        self._media_refused = self._codec_refused = self._sdp_refused = 0
+        self._dialogs_full = self._unroutable = 0
 
     # -- outputs -------------------------------------------------------------------
 
@@ -141,7 +176,11 @@ class SipEndpointCore:
             bad_requests_answered=self._answered_400,
             forbidden=self._forbidden,
             busy=self._busy,
+            dialogs_full=self._dialogs_full,
             media_refused=self._media_refused,
+            codec_refused=self._codec_refused,
+            sdp_refused=self._sdp_refused,
+            unroutable=self._unroutable,
             calls_total=self._calls_total,
             calls_active=self.active_calls,
             dialogs=len(self._dialogs),
@@ -208,6 +247,11 @@ class SipEndpointCore:
             if dialog.is_expired(now):
                 del self._dialogs[call_id]
 
+    def _forget_expired(self, now: float) -> None:
+        """Drop dialogs past their linger time whose timer has not run yet."""
+        for call_id in [c for c, d in self._dialogs.items() if d.is_expired(now)]:
+            del self._dialogs[call_id]
+
     def receive_datagram(self, data: bytes, source: Address, now: float) -> None:
         """Process one datagram from ``source``. Never raises."""
         self._datagrams += 1
@@ -217,6 +261,11 @@ class SipEndpointCore:
             self._internal_errors += 1
 
     def _receive(self, data: bytes, source: Address, now: float) -> None:
+        if ip_literal(source[0]) is None:
+            # A source we could only answer through a name lookup (an IPv6 zone such as
+            # "fe80::1%eth0" sends through getaddrinfo): never answered.
+            self._unroutable += 1
+            return
         if not data.strip(b"\r\n\t "):
             return  # keep-alive (RFC 5626 CRLF ping): nothing to do
         try:
@@ -271,11 +320,14 @@ class SipEndpointCore:
         if method == "ACK":
             return  # ACK to a stateless 4xx/5xx of ours, or stray: nothing to answer
         if method == "INVITE" and request.to_addr.tag is None:
-            refusal = _refuse_offer(request) or self._refuse_media(request)
+            refusal = _refuse_offer(request) or self._refuse_sdp(request)
             if refusal is not None:
                 self._send(refusal, addr)
             elif self.active_calls >= self.config.max_calls:
                 self._busy += 1
+                self._send(build_response(request, 503, headers=self._status_headers(503)), addr)
+            elif not self._room_for_a_dialog(now):
+                self._dialogs_full += 1
                 self._send(build_response(request, 503, headers=self._status_headers(503)), addr)
             else:
                 self._new_call(request, source, now)
@@ -298,27 +350,40 @@ class SipEndpointCore:
     def _allowed(self, ip: str) -> bool:
         return self._allowlist.allows(ip)
 
+    def _room_for_a_dialog(self, now: float) -> bool:
+        if len(self._dialogs) >= self._dialog_limit:
+            self._forget_expired(now)  # only at the bound: the timer may not have run yet
+        return len(self._dialogs) < self._dialog_limit
+
     def _status_headers(self, status: int) -> list[tuple[str, str]]:
         """Headers every response with ``status`` carries, whoever decided it."""
         if status == 503:
             return [("Retry-After", str(self.config.retry_after_s))]
         return []
 
-    def _refuse_media(self, invite: SipRequest) -> SipResponse | None:
-        """488 when an audio stream of the offer would send RTP to an unusable address."""
+    def _refuse_sdp(self, invite: SipRequest) -> SipResponse | None:
+        """The stateless answer to an offer no application could take, else None: 400
+        when the SDP does not parse, 488 when an audio stream of it would send RTP to an
+        unusable address or when no stream has a codec we speak. (An address outside the
+        allowlist is not a refusal: see :class:`~.addresses.RtpLatch`.)"""
         try:
             offer = parse_sdp(invite.body)
-        except SdpParseError:
-            return None  # the application's negotiation answers 400
+        except SdpParseError as exc:
+            self._sdp_refused += 1
+            return build_response(invite, 400, headers=[("Warning", _warning(399, str(exc)))])
         for host in media_hosts(offer):
             problem = media_address_problem(host)
-            code = 301  # RFC 3261 §20.43: incompatible network address formats
-            if problem is None and self._allowlist.restricted and not self._allowed(host):
-                problem, code = "is outside the allowed sources", 399
             if problem is not None:
                 self._media_refused += 1
-                warning = [("Warning", _warning(code, f"media address {host!r} {problem}"))]
-                return build_response(invite, 488, headers=warning)
+                # RFC 3261 §20.43: 301 incompatible network address formats
+                warning = _warning(301, f"media address {host!r} {problem}")
+                return build_response(invite, 488, headers=[("Warning", warning)])
+        try:
+            negotiate(offer)
+        except SdpNotAcceptableError as exc:
+            self._codec_refused += 1
+            # RFC 3261 §20.43: 305 incompatible media format
+            return build_response(invite, 488, headers=[("Warning", _warning(305, str(exc)))])
         return None
 
     def _collect(self, dialog: UasDialog) -> None:

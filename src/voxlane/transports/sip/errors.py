@@ -8,7 +8,7 @@ One tree, rooted at :class:`SipError`::
     │   ├── SdpParseError         ... because it is malformed (answer 400)
     │   └── SdpNotAcceptableError ... because we cannot take the offer (answer 488)
     │       ├── NoCommonCodecError    it offers no codec we speak
-    │       └── MediaAddressError     its media address is not an IP we may send to
+    │       └── MediaAddressError     its media address is not a usable IP literal
     ├── RtpParseError             a datagram is not a well-formed RTP packet
     ├── DialogStateError          the application asked a dialog for something its
     │                             state does not allow (a bug in the caller)
@@ -61,8 +61,10 @@ class NoCommonCodecError(SdpNotAcceptableError):
 
 
 class MediaAddressError(SdpNotAcceptableError):
-    """The offer's media address is unusable: not an IP literal (we never resolve names),
-    unspecified, multicast, or outside the allowlist; answer the INVITE with 488."""
+    """The offer's media address is unusable: not an IP literal (we never resolve names;
+    an IPv6 zone counts as a name), unspecified, multicast or broadcast; answer the
+    INVITE with 488. (An address outside the allowlist is not an error: RTP is then only
+    sent once latched, see :class:`~.addresses.RtpLatch`.)"""
 
 
 class RtpParseError(SipError):

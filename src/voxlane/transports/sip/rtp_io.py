@@ -16,10 +16,11 @@ Send: the agent's frames (any rate) → :class:`StreamResampler` to 8 kHz →
 kept against the 20 ms its timestamp advanced (``send_jitter``) so the benchmark can
 measure send jitter.
 
-Where RTP goes: :class:`~.addresses.RtpLatch` decides (symmetric RTP: the SDP address until
-the caller's first packet, then that packet's source, if it is the SDP's or the SIP
-source's IP and allowed). Its destination is always an IP literal, so ``sendto`` never
-resolves a name on the loop.
+Where RTP goes: :class:`~.addresses.RtpLatch` decides (symmetric RTP: the SDP address, if
+allowed, until the caller's first packet, then that packet's source, if it is the SDP's or
+the SIP source's IP and allowed). Its destination is an IP literal, so ``sendto`` never
+resolves a name on the loop; or None (an SDP address outside the allowlist, not latched
+yet): the frames due meanwhile are not sent, only counted (``frames_unsent``).
 
 Ownership: :class:`RtpStream` owns its socket and its tick task; :meth:`RtpStream.aclose`
 always releases both (idempotent, bounded, never raises).
@@ -71,7 +72,10 @@ _TALKSPURT_GAP_S = 0.06
 @dataclass(frozen=True, slots=True)
 class RtpStatistics:
     """Counters of one stream. ``garbage``: datagrams that were not RTP; ``foreign``:
-    RTP of another payload type than the negotiated one (DTMF, comfort noise)."""
+    RTP of another payload type than the negotiated one (DTMF, comfort noise), or from an
+    address the stream does not take RTP from; ``frames_unsent``: 20 ms frames of ours
+    that were due while there was nowhere to send them (the SDP address is outside the
+    allowlist and the caller's RTP has not latched the stream yet)."""
 
     packets_in: int
     packets_out: int
@@ -83,6 +87,7 @@ class RtpStatistics:
     frames_dropped: int
     send_errors: int
     loud_packets_out: int
+    frames_unsent: int
 
 
 class _RtpProtocol(asyncio.DatagramProtocol):
@@ -190,7 +195,7 @@ class RtpStream:
         self._last_send: float | None = None
         self.talkspurts = 0
         self._packets_in = self._garbage = self._foreign = self._send_errors = 0
-        self._loud_out = 0
+        self._loud_out = self._unsent = 0
         self._timed_out = False
         self._closed = False
         self._input_until: float | None = None  # loop time the caller's audio reaches
@@ -225,7 +230,8 @@ class RtpStream:
 
     @property
     def destination(self) -> Address | None:
-        """Where our RTP goes (an IP literal), or None before :meth:`start`."""
+        """Where our RTP goes (an IP literal), or None: before :meth:`start`, or while an
+        SDP address outside the allowlist waits for the caller's RTP to latch."""
         return None if self._latch is None else self._latch.destination
 
     async def aclose(self, deadline: float | None = None) -> None:
@@ -327,6 +333,12 @@ class RtpStream:
         """Sink of the paced output: runs at each 20 ms frame's playout time."""
         if self._sender is None or self._latch is None or self._closed:
             return
+        destination = self._latch.destination
+        if destination is None:
+            # Nowhere we may send yet (an SDP address outside the allowlist, not latched):
+            # the frame's time passes unsent, as a lost packet would.
+            self._unsent += 1
+            return
         now = self._clock.now()
         if (starts_talkspurt or self._last_send is None
                 or now - self._last_send > _TALKSPURT_GAP_S):
@@ -347,8 +359,7 @@ class RtpStream:
             self._loud_out += 1
         payload = g711.encode(self._sender.payload_type, pcm)
         try:
-            self._transport.sendto(self._sender.next_packet(payload).to_bytes(),
-                                   self._latch.destination)
+            self._transport.sendto(self._sender.next_packet(payload).to_bytes(), destination)
         except OSError:
             self._send_errors += 1
 
@@ -360,7 +371,7 @@ class RtpStream:
             lost=jb.lost, late=jb.late, duplicates=jb.duplicates, garbage=self._garbage,
             foreign=self._foreign, frames_dropped=self.audio_in.statistics().dropped,
             send_errors=self._send_errors + self._protocol.errors,
-            loud_packets_out=self._loud_out,
+            loud_packets_out=self._loud_out, frames_unsent=self._unsent,
         )
 
 
