@@ -1,15 +1,18 @@
 """Record where datagram sockets send: every ``sendto`` destination of every datagram
 endpoint the running loop creates (SIP and RTP sockets alike), for tests that must prove
-where the server sent (or never sent)."""
+where the server sent (or never sent); and the caller's side of such tests: a bound
+non-blocking UDP socket, and a count of the RTP packets it received."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from voxlane.transports.sip import parse_rtp
 from voxlane.transports.sip.addresses import ip_literal
 
 Destination = tuple[str, int] | None
@@ -44,3 +47,22 @@ def record_sendto(monkeypatch: pytest.MonkeyPatch) -> list[Destination]:
 
     monkeypatch.setattr(loop, "create_datagram_endpoint", recording)
     return log
+
+
+def udp_socket(host: str = "127.0.0.1") -> socket.socket:
+    """A non-blocking UDP socket bound to ``host`` on a free port."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((host, 0))
+    sock.setblocking(False)
+    return sock
+
+
+def drain_rtp(sock: socket.socket) -> int:
+    """Read every RTP packet waiting on ``sock``; how many there were."""
+    count = 0
+    while True:
+        try:
+            parse_rtp(sock.recv(2048))
+        except BlockingIOError:
+            return count
+        count += 1

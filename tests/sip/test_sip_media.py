@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +18,12 @@ import pytest
 
 from voxlane.aio.ledger import LEDGER
 from voxlane.runners.sip_server import SipServer, SipServerConfig, serve_sip
-from voxlane.transports.sip import RtpSender, parse_rtp
+from voxlane.transports.sip import RtpSender
 from voxlane.transports.sip.addresses import ip_literal
 
 from .messages import SIPP_SDP, crlf
 from .phone import HOST, Phone
-from .recording import record_sendto
+from .recording import drain_rtp, record_sendto, udp_socket
 from .test_sip_server import Greeter, providers
 
 pytestmark = pytest.mark.real_time
@@ -32,23 +31,6 @@ pytestmark = pytest.mark.real_time
 
 def sdp(host: str, port: int) -> bytes:
     return crlf(SIPP_SDP.replace("127.0.0.1", host).replace("6000", str(port)))
-
-
-def udp_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind((HOST, 0))
-    sock.setblocking(False)
-    return sock
-
-
-def drain_rtp(sock: socket.socket) -> int:
-    count = 0
-    while True:
-        try:
-            parse_rtp(sock.recv(2048))
-        except BlockingIOError:
-            return count
-        count += 1
 
 
 def read_reports(directory: Path) -> list[dict[str, Any]]:

@@ -7,9 +7,10 @@ from __future__ import annotations
 import asyncio
 import socket
 
+from sip.recording import drain_rtp, udp_socket
 from voxlane.aio.clock import DEFAULT_CLOCK
 from voxlane.media import AudioFrame
-from voxlane.transports.sip import RtpSender, parse_rtp
+from voxlane.transports.sip import RtpSender
 from voxlane.worker.sip_job import SipJob, open_sip_job
 
 HOST = "127.0.0.1"
@@ -35,23 +36,6 @@ def spec(allowed: list[str] | None, port: int = 40000) -> dict[str, object]:
     }
 
 
-def udp(host: str) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind((host, 0))
-    sock.setblocking(False)
-    return sock
-
-
-def received(sock: socket.socket) -> int:
-    count = 0
-    while True:
-        try:
-            parse_rtp(sock.recv(2048))
-        except BlockingIOError:
-            return count
-        count += 1
-
-
 async def latch_from(job: SipJob, sock: socket.socket) -> None:
     """Send RTP from ``sock`` to the job (bounded) until the job's stream latches onto it."""
     sender = RtpSender(ssrc=7, payload_type=0)
@@ -74,7 +58,7 @@ async def play(job: SipJob, seconds: float) -> None:
 
 async def destination_after_rtp_from_the_nat(allowed: list[str] | None) -> tuple[object, object]:
     job = await open_sip_job(spec(allowed), DEFAULT_CLOCK, "s-latch")
-    nat = udp(HOST)
+    nat = udp_socket(HOST)
     try:
         await latch_from(job, nat)
         return job.media.destination, nat.getsockname()
@@ -98,20 +82,20 @@ async def test_job_sends_nothing_to_a_disallowed_sdp_address_and_latches_onto_th
     """``--allow 127.0.0.1/32``: the INVITE's source is allowed, the SDP's private address
     is not. The call is taken (the job runs), no RTP ever goes to the SDP address, and once
     the caller's RTP arrives from the source IP ours flows there."""
-    private, nat = udp(PRIVATE), udp(HOST)
+    private, nat = udp_socket(PRIVATE), udp_socket(HOST)
     job = await open_sip_job(
         spec([f"{HOST}/32"], port=private.getsockname()[1]), DEFAULT_CLOCK, "s-latch"
     )
     try:
         assert job.media.destination is None
         await play(job, 0.2)
-        assert received(private) == 0
+        assert drain_rtp(private) == 0
         before = job.report_extra()["sip"]["rtp"]
         assert before["packets_out"] == 0 and before["frames_unsent"] == 10
         await latch_from(job, nat)
         assert job.media.destination == nat.getsockname()
         await play(job, 0.2)
-        assert received(nat) == 10 and received(private) == 0
+        assert drain_rtp(nat) == 10 and drain_rtp(private) == 0
         after = job.report_extra()["sip"]["rtp"]
         assert after["packets_out"] == 10 and after["frames_unsent"] == 10
     finally:
