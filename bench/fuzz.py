@@ -27,6 +27,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from typing import IO, Any
 
@@ -34,6 +35,7 @@ from voxlane.testing.fuzz import FuzzFailure, FuzzReport
 
 TARGETS = ("sip", "gateway")
 API_KEY = "fuzz-key"
+STARTUP_TIMEOUT_S = 60.0  # the gateway loads its STT model before it listens
 
 
 def positive_int(text: str) -> int:
@@ -83,7 +85,14 @@ def start_gateway(stderr: IO[str]) -> tuple[subprocess.Popen[str], str]:
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     assert proc.stdout is not None
-    line = proc.stdout.readline().strip()  # "listening on ws://HOST:PORT"
+    # Bounded: a gateway that never says "listening on ws://HOST:PORT" is killed, which
+    # ends the readline with EOF.
+    watchdog = threading.Timer(STARTUP_TIMEOUT_S, proc.kill)
+    watchdog.start()
+    try:
+        line = proc.stdout.readline().strip()
+    finally:
+        watchdog.cancel()
     if not line.startswith("listening on "):
         stop_gateway(proc)
         raise SystemExit(f"fuzz: the gateway did not start: {line!r}")
